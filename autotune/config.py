@@ -1,0 +1,193 @@
+"""The sweep config: the spec's JSON, accepted exactly, with one-line errors that name field and value.
+
+Devices are not hard-coded: `device_names` maps aliases to device names, and every other key of a run is
+one of those aliases holding physical parameter values (dB, seconds, ratio), so EQ Eight or Utility can sit
+beside Glue Compressor and Limiter in the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from autotune.errors import ConfigError
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+RUN_KEYS = ("id", "export_file")
+_STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+
+class AutoExport(BaseModel):
+    model_config = _STRICT
+
+    enabled: bool | None = None
+    timeout_s: FiniteFloat = Field(default=600.0, gt=0, le=24 * 3600)
+
+    def is_enabled(self) -> bool:
+        """The spec's default: automatic on macOS, by hand elsewhere."""
+        return self.enabled if self.enabled is not None else platform.system() == "Darwin"
+
+
+class Run(BaseModel):
+    model_config = _STRICT
+
+    id: str = Field(min_length=1, max_length=120)
+    export_file: str = Field(min_length=1)
+    devices: dict[str, dict[str, FiniteFloat]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_devices(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if "devices" in data:
+            raise ValueError("'devices' is not a run key: put each device alias at the top of the run")
+        out = {k: v for k, v in data.items() if k in RUN_KEYS}
+        out["devices"] = {k: v for k, v in data.items() if k not in RUN_KEYS}
+        return out
+
+    @field_validator("export_file")
+    @classmethod
+    def _relative_wav(cls, v: str) -> str:
+        if PurePosixPath(v).is_absolute() or PureWindowsPath(v).is_absolute():
+            raise ValueError("must be a path relative to the project folder, not absolute")
+        if ".." in PurePosixPath(v.replace("\\", "/")).parts:
+            raise ValueError("must not contain '..'")
+        if not v.lower().endswith(".wav"):
+            raise ValueError("must name a .wav file")
+        return v
+
+    @field_validator("devices")
+    @classmethod
+    def _keys_are_words(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for alias, values in v.items():
+            for key in values:
+                if not key or not key.replace("_", "").isalnum():
+                    raise ValueError(f"{alias}: parameter key {key!r} must be a word such as threshold_db")
+        return v
+
+    def params(self) -> dict[str, dict[str, float]]:
+        return {alias: dict(values) for alias, values in self.devices.items()}
+
+
+class SweepConfig(BaseModel):
+    model_config = _STRICT
+
+    render_track: str = "Master"
+    loop: str = "selection"
+    normalize: bool = False
+    target_lufs: FiniteFloat = Field(ge=-70.0, le=0.0)
+    peak_limit_dbfs: FiniteFloat = Field(ge=-60.0, le=0.0)
+    lufs_tolerance: FiniteFloat = Field(default=0.5, gt=0.0, le=12.0)
+    master_track_id: int = -1000
+    device_names: dict[str, Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    auto_export: AutoExport = Field(default_factory=AutoExport)
+    runs: list[Run] = Field(min_length=1)
+
+    @field_validator("device_names")
+    @classmethod
+    def _aliases(cls, v: dict[str, str]) -> dict[str, str]:
+        for alias in v:
+            if alias in RUN_KEYS or not alias.replace("_", "").isalnum():
+                raise ValueError(
+                    f"alias {alias!r} must be a word (letters, digits, _) other than id/export_file"
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _runs_use_known_devices(self) -> SweepConfig:
+        seen: dict[str, int] = {}
+        for i, run in enumerate(self.runs):
+            if run.id in seen:
+                raise _FieldError(f"runs[{i}].id", run.id, f"duplicate run id (also runs[{seen[run.id]}])")
+            seen[run.id] = i
+            for alias in run.devices:
+                if alias not in self.device_names:
+                    known = ", ".join(self.device_names)
+                    raise _FieldError(
+                        f"runs[{i}].{alias}", None, f"unknown device key (device_names has: {known})"
+                    )
+        return self
+
+    def physical_keys(self) -> dict[str, list[str]]:
+        """alias -> the parameter keys any run sets, in first-seen order."""
+        keys: dict[str, list[str]] = {alias: [] for alias in self.device_names}
+        for run in self.runs:
+            for alias, values in run.devices.items():
+                for k in values:
+                    if k not in keys[alias]:
+                        keys[alias].append(k)
+        return keys
+
+
+class _FieldError(ValueError):
+    def __init__(self, where: str, value: object, why: str) -> None:
+        super().__init__(why)
+        self.where, self.value, self.why = where, value, why
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if part == "devices":
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def load_config(path: str | Path, output_dir: Path = Path("output")) -> SweepConfig:
+    """Read and validate; every failure is a `ConfigError` with one line naming the field and the value."""
+    p = Path(path)
+    where = f"config {p}"
+    if not p.exists():
+        raise ConfigError(f"{where}: file not found")
+    if p.is_dir():
+        raise ConfigError(f"{where}: is a directory, not a JSON file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{where}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+    if not text.strip():
+        raise ConfigError(f"{where}: file is empty")
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{where}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the top level must be a JSON object, got {type(data).__name__}")
+    try:
+        config = SweepConfig.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        ctx_err = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_err, _FieldError):
+            shown = f" = {ctx_err.value!r}" if ctx_err.value is not None else ""
+            raise ConfigError(f"{where}: {ctx_err.where}{shown}: {ctx_err.why}") from None
+        field = _where(tuple(err["loc"]))
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "missing":
+            raise ConfigError(f"{where}: {field}: required field is missing") from None
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(f"{where}: {field}: unknown field") from None
+        value = err.get("input")
+        shown = f" = {value!r}" if not isinstance(value, (dict, list)) else ""
+        raise ConfigError(f"{where}: {field}{shown}: {msg}") from None
+    out_root = output_dir.resolve()
+    for i, run in enumerate(config.runs):
+        target = Path(run.export_file).resolve()
+        if not target.is_relative_to(out_root) or target == out_root:
+            raise ConfigError(
+                f"{where}: runs[{i}].export_file = {run.export_file!r}: must be inside the output folder "
+                f"{output_dir}/"
+            )
+    return config

@@ -1,0 +1,203 @@
+"""AbletonOSC transport: queries with matched replies, silent setters, `/live/error` fail-fast.
+
+Facts this code is built on (see the AbletonOSC facts file): Live listens on UDP 11000 and answers to port
+11001 of the sender's address on the query's own address, echoing the query's ids; setters never answer;
+a failed query answers only `/live/error`; unasked messages also arrive on 11001. So the client owns a
+listener on the reply port, sends one query at a time, and reads replies until one matches or an error or
+a timeout ends the wait.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import queue
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_packet import OscPacket, ParseError
+
+from autotune.live.errors import LiveErrorReply, LiveTimeout
+
+OscArg = int | float | str
+ERROR_ADDRESS = "/live/error"
+
+
+@dataclass(frozen=True)
+class OscReply:
+    address: str
+    args: tuple[OscArg, ...]
+    source: tuple[str, int]
+
+
+def build_message(address: str, args: Sequence[OscArg]) -> bytes:
+    b = OscMessageBuilder(address)
+    for a in args:
+        if isinstance(a, bool):  # a bool would go out as OSC True/False, which AbletonOSC does not expect
+            a = int(a)
+        b.add_arg(a)
+    return bytes(b.build().dgram)
+
+
+def parse_datagram(data: bytes, source: tuple[str, int]) -> list[OscReply]:
+    """Every message in a datagram (bundles included); garbage gives an empty list, never an exception."""
+    try:
+        packet = OscPacket(data)
+    except (ParseError, ValueError, IndexError, TypeError, UnicodeDecodeError, OverflowError):
+        return []
+    out = []
+    for timed in packet.messages:
+        msg = timed.message
+        if hasattr(msg, "address"):
+            out.append(OscReply(str(msg.address), tuple(msg.params), source))
+    return out
+
+
+def _same(a: OscArg, b: OscArg) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, str):
+        return abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(a)))
+    return a == b
+
+
+def reply_matches(query_args: Sequence[OscArg], reply_args: Sequence[OscArg]) -> bool:
+    """A reply echoes the query's ids first (track, device, parameter)."""
+    if len(reply_args) < len(query_args):
+        return False
+    return all(_same(q, r) for q, r in zip(query_args, reply_args, strict=False))
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class OscClient:
+    """One connection to an AbletonOSC peer (a real Live or the virtual one)."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 11000,
+        *,
+        reply_host: str = "127.0.0.1",
+        reply_port: int = 11001,
+        timeout: float = 1.0,
+        retries: int = 2,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.retries = retries
+        self._addr = (socket.gethostbyname(host), port)
+        self._accept_loopback = _is_loopback(self._addr[0])
+        self._rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self._rx.bind((reply_host, reply_port))
+        except OSError as e:
+            self._rx.close()
+            from autotune.live.errors import LiveReadError
+
+            raise LiveReadError(
+                f"cannot listen for Live's replies on {reply_host}:{reply_port}: {e.strerror or e} "
+                "(is another autotune running? set AUTOTUNE_REPLY_PORT or --reply-port)"
+            ) from None
+        self._rx.settimeout(0.05)
+        self.reply_port = int(self._rx.getsockname()[1])
+        self._tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._inbox: queue.Queue[OscReply] = queue.Queue()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.ignored = 0  # datagrams dropped: garbage or from an address other than Live's
+        self._thread = threading.Thread(target=self._read, name="osc-replies", daemon=True)
+        self._thread.start()
+
+    # -- plumbing -----------------------------------------------------------------------------------
+    def _accepts(self, source: tuple[str, int]) -> bool:
+        if source[0] == self._addr[0]:
+            return True
+        return self._accept_loopback and _is_loopback(source[0])
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, source = self._rx.recvfrom(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not self._accepts(source):
+                self.ignored += 1
+                continue
+            replies = parse_datagram(data, source)
+            if not replies:
+                self.ignored += 1
+            for r in replies:
+                self._inbox.put(r)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1.0)
+        self._rx.close()
+        self._tx.close()
+
+    def __enter__(self) -> OscClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self._inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    # -- API ----------------------------------------------------------------------------------------
+    def send(self, address: str, *args: OscArg) -> None:
+        """Fire and forget (AbletonOSC setters never answer)."""
+        self._tx.sendto(build_message(address, args), self._addr)
+
+    def query(
+        self,
+        address: str,
+        *args: OscArg,
+        timeout: float | None = None,
+        retries: int | None = None,
+        after_send: bool = False,
+    ) -> tuple[OscArg, ...]:
+        """Send a getter and return the reply's arguments (ids included).
+
+        `after_send=True` keeps what arrived since the last `send`, so a `/live/error` caused by a setter
+        is reported by the read-back that follows it (Live handles messages in order).
+        """
+        timeout = self.timeout if timeout is None else timeout
+        retries = self.retries if retries is None else retries
+        with self._lock:
+            if not after_send:
+                self._drain()
+            for _attempt in range(retries + 1):
+                self._tx.sendto(build_message(address, args), self._addr)
+                deadline = time.monotonic() + timeout
+                while (left := deadline - time.monotonic()) > 0:
+                    try:
+                        reply = self._inbox.get(timeout=left)
+                    except queue.Empty:
+                        break
+                    if reply.address == ERROR_ADDRESS:
+                        text = " ".join(str(a) for a in reply.args) or "(no message)"
+                        raise LiveErrorReply(f"Live answered {address} {list(args)} with /live/error: {text}")
+                    if reply.address == address and reply_matches(args, reply.args):
+                        return reply.args
+        raise LiveTimeout(
+            f"no reply from Live at {self.host}:{self.port} to {address} {list(args)} "
+            f"({retries + 1} tries, {timeout:g} s each; replies expected on port {self.reply_port})"
+        )
+
+    def ping(self, timeout: float | None = None) -> bool:
+        return self.query("/live/test", timeout=timeout)[:1] == ("ok",)

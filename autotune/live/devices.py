@@ -1,0 +1,234 @@
+"""Devices and parameters on a Live track, resolved by name at run time and written in physical units."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from autotune.live.client import OscArg, OscClient
+from autotune.live.errors import LiveErrorReply, LiveReadError, LiveWriteError
+from autotune.live.values import Display, DisplayLaw, UnitSpec, ValueError_, parse_display, split_key
+
+#: Live's fader law: raw 0.85 is 0 dB (1.0 is +6 dB). AbletonOSC has no display string for track volume.
+FADER_0DB = 0.85
+
+#: Config key (unit suffix removed) -> device parameter names across Live 11, 12.0 and 12.1.
+PARAM_ALIASES: dict[str, tuple[str, ...]] = {
+    "threshold": ("Threshold",),
+    "makeup": ("Makeup",),
+    "gain": ("Gain", "Input Gain"),
+    "input_gain": ("Input Gain", "Gain"),
+    "ceiling": ("Ceiling",),
+    "release": ("Release", "Release time", "Release Time"),
+    "ratio": ("Ratio",),
+    "attack": ("Attack",),
+    "range": ("Range",),
+    "dry_wet": ("Dry/Wet",),
+    "lookahead": ("Lookahead",),
+}
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+class ParameterNotFound(LiveReadError):
+    pass
+
+
+class ValueOutOfRange(LiveReadError):
+    """A requested physical value the parameter cannot take: an input error, found before any export."""
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    index: int
+    name: str
+    min: float
+    max: float
+    is_quantized: bool
+    value: float
+
+
+@dataclass(frozen=True)
+class Applied:
+    device: str
+    key: str
+    param: str
+    target: float
+    raw: float
+    display: str
+
+
+def _floats(args: Iterable[OscArg]) -> list[float]:
+    return [float(a) for a in args]
+
+
+class LiveSet:
+    """Thin, typed wrappers over the AbletonOSC getters and setters this project uses."""
+
+    def __init__(self, osc: OscClient) -> None:
+        self.osc = osc
+
+    def device_names(self, track: int) -> list[str]:
+        return [str(a) for a in self.osc.query("/live/track/get/devices/name", track)[1:]]
+
+    def parameters(self, track: int, device: int) -> list[ParamInfo]:
+        def column(what: str) -> list[OscArg]:
+            return list(self.osc.query(f"/live/device/get/parameters/{what}", track, device)[2:])
+
+        names = [str(n) for n in column("name")]
+        mins, maxs = _floats(column("min")), _floats(column("max"))
+        quantized = [bool(int(q)) for q in column("is_quantized")]
+        values = _floats(column("value"))
+        if not (len(names) == len(mins) == len(maxs) == len(quantized) == len(values)):
+            raise LiveReadError(f"inconsistent parameter lists for track {track} device {device}")
+        return [ParamInfo(i, names[i], mins[i], maxs[i], quantized[i], values[i]) for i in range(len(names))]
+
+    def value(self, t: int, d: int, p: int, *, after_send: bool = False) -> float:
+        return float(self.osc.query("/live/device/get/parameter/value", t, d, p, after_send=after_send)[3])
+
+    def value_string(self, t: int, d: int, p: int, *, after_send: bool = False) -> str:
+        return str(
+            self.osc.query("/live/device/get/parameter/value_string", t, d, p, after_send=after_send)[3]
+        )
+
+    def set_value(self, t: int, d: int, p: int, raw: float) -> None:
+        self.osc.send("/live/device/set/parameter/value", t, d, p, float(raw))
+
+    def volume(self, t: int, *, after_send: bool = False) -> float:
+        return float(self.osc.query("/live/track/get/volume", t, after_send=after_send)[1])
+
+    def set_volume(self, t: int, raw: float) -> None:
+        self.osc.send("/live/track/set/volume", t, float(raw))
+
+
+def resolve_parameter(key: str, params: list[ParamInfo], device: str) -> tuple[ParamInfo, UnitSpec]:
+    base, unit = split_key(key)
+    candidates = [*PARAM_ALIASES.get(base, ()), base]
+    by_name = {_norm(p.name): p for p in params}
+    for c in candidates:
+        if (p := by_name.get(_norm(c))) is not None:
+            return p, unit
+    names = ", ".join(p.name for p in params)
+    raise ParameterNotFound(f"{device}: no parameter matches {key!r} (parameters: {names})")
+
+
+@dataclass
+class _Slot:
+    device_alias: str
+    device_index: int
+    device_name: str
+    param: ParamInfo
+    unit: UnitSpec
+    law: DisplayLaw
+
+
+@dataclass
+class MasterChain:
+    """The configured devices on one track, with every parameter the config touches resolved and learnt."""
+
+    live: LiveSet
+    track: int
+    device_names: Mapping[str, str]
+    log: Callable[[str], None] = print
+    devices: dict[str, tuple[int, list[ParamInfo]]] = field(default_factory=dict)
+    slots: dict[tuple[str, str], _Slot] = field(default_factory=dict)
+
+    def resolve(self) -> None:
+        self.log(f"Resolving devices on track {self.track}...")
+        names = self.live.device_names(self.track)
+        for alias, name in self.device_names.items():
+            idx = next((i for i, n in enumerate(names) if n.lower() == name.lower()), None)
+            if idx is None:
+                found = ", ".join(repr(n) for n in names) or "no devices"
+                raise LiveReadError(
+                    f"Device {name!r} ({alias}) not found on track {self.track} (found: {found})"
+                )
+            self.log(f"  {names[idx]}: device {idx}")
+            self.devices[alias] = (idx, [])
+        for alias, (idx, _) in self.devices.items():
+            self.log(f"Resolving {self.device_names[alias]} parameters...")
+            params = self.live.parameters(self.track, idx)
+            self.devices[alias] = (idx, params)
+            self.log(f"  Found {len(params)} params")
+
+    def _probe(self, d: int, p: int) -> Callable[[float], Display]:
+        def probe(raw: float) -> Display:
+            self.live.set_value(self.track, d, p, raw)
+            try:
+                text = self.live.value_string(self.track, d, p, after_send=True)
+            except LiveErrorReply as e:
+                raise LiveWriteError(
+                    f"Live refused /live/device/set/parameter/value {[self.track, d, p, raw]}: {e}"
+                ) from None
+            return parse_display(text)
+
+        return probe
+
+    def slot(self, alias: str, key: str) -> _Slot:
+        if (alias, key) in self.slots:
+            return self.slots[(alias, key)]
+        if alias not in self.devices:
+            raise LiveReadError(f"device alias {alias!r} is not in device_names")
+        d, params = self.devices[alias]
+        name = self.device_names[alias]
+        info, unit = resolve_parameter(key, params, name)
+        law = DisplayLaw(f"{name} {info.name}", info.min, info.max, info.is_quantized)
+        s = _Slot(alias, d, name, info, unit, law)
+        self.slots[(alias, key)] = s
+        return s
+
+    def learn(self, alias: str, key: str) -> tuple[float, float, str]:
+        """Physical range of a config key's parameter, in the key's units (learnt from the display)."""
+        s = self.slot(alias, key)
+        s.law.learn(self._probe(s.device_index, s.param.index))
+        unit = s.law.unit()
+        if s.unit.unit is not None and unit != s.unit.unit:
+            sample = next(iter(s.law.samples.values())).text
+            raise ValueOutOfRange(
+                f"{alias}.{key}: {s.device_name} {s.param.name} shows {sample!r}, not {s.unit.describe()}"
+            )
+        try:
+            lo, hi = s.law.physical_range()
+        except ValueError_ as e:
+            raise ValueOutOfRange(f"{alias}.{key}: {e}") from None
+        return lo / s.unit.factor, hi / s.unit.factor, s.law.describe_range()
+
+    def check(self, alias: str, key: str, value: float, where: str) -> None:
+        lo, hi, shown = self.learn(alias, key)
+        s = self.slots[(alias, key)]
+        slack = max((d.resolution for d in s.law.samples.values() if d.numeric), default=0.0) / 2
+        slack /= s.unit.factor
+        if not (lo - slack <= value <= hi + slack):
+            raise ValueOutOfRange(
+                f"{where}.{alias}.{key} = {value:g} is outside {s.device_name} {s.param.name} range {shown}"
+            )
+
+    def write(self, alias: str, key: str, value: float) -> Applied:
+        s = self.slot(alias, key)
+        target = value * s.unit.factor
+        try:
+            raw, shown = s.law.solve(target, self._probe(s.device_index, s.param.index))
+        except ValueError_ as e:
+            raise ValueOutOfRange(f"{alias}.{key}: {e}") from None
+        back = self.live.value(self.track, s.device_index, s.param.index)
+        if abs(back - raw) > 1e-5 * max(1.0, abs(s.param.max - s.param.min)):
+            raise LiveWriteError(
+                f"{s.device_name} {s.param.name}: wrote raw {raw:g} but Live reads back {back:g}"
+            )
+        return Applied(alias, key, s.param.name, value, raw, shown.text)
+
+    def set_fader_0db(self) -> None:
+        self.live.set_volume(self.track, FADER_0DB)
+        try:
+            back = self.live.volume(self.track, after_send=True)
+        except LiveErrorReply as e:
+            raise LiveWriteError(
+                f"Live refused /live/track/set/volume {[self.track, FADER_0DB]}: {e}"
+            ) from None
+        if abs(back - FADER_0DB) > 1e-4:
+            raise LiveWriteError(
+                f"master fader: wrote {FADER_0DB} (0 dB) but Live reads back {back:g}; set it to 0 dB by hand"
+            )

@@ -1,0 +1,144 @@
+"""One trial: fader to 0 dB, devices set and read back, export, wait for a complete file, verify, receipt."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autotune.audio import AnalysisError, Measurement, analyze_file
+from autotune.config import SweepConfig
+from autotune.live.devices import Applied, MasterChain
+from autotune.live.errors import ExportFailed
+from autotune.live.export import Exporter, stamp, wait_for_export
+from autotune.receipts import utc_now
+
+#: A sample peak this close above the limit still passes: below 24-bit resolution at any sane limit.
+PEAK_EPSILON_DB = 1e-3
+
+
+class TrialFailed(Exception):
+    """The export or its measurement failed; the receipt says why and the study goes on."""
+
+    def __init__(self, receipt: dict[str, Any]) -> None:
+        super().__init__(receipt.get("error", "trial failed"))
+        self.receipt = receipt
+
+
+@dataclass(frozen=True)
+class Verdict:
+    pass_lufs: bool
+    pass_peak: bool
+
+    @property
+    def passed(self) -> bool:
+        return self.pass_lufs and self.pass_peak
+
+
+def verdict(m: Measurement, config: SweepConfig) -> Verdict:
+    return Verdict(
+        pass_lufs=abs(m.lufs_i - config.target_lufs) <= config.lufs_tolerance,
+        pass_peak=m.peak_dbfs <= config.peak_limit_dbfs + PEAK_EPSILON_DB,
+    )
+
+
+@dataclass
+class Rig:
+    """What every trial of one invocation shares: the resolved chain, the exporter, targets, output."""
+
+    chain: MasterChain
+    exporter: Exporter
+    config: SweepConfig
+    project_root: Path
+    timeout_s: float
+    log: Callable[[str], None]
+
+
+def _r(x: float) -> float:
+    return round(x, 4)
+
+
+def run_trial(
+    rig: Rig,
+    run_id: str,
+    export_file: str,
+    params: Mapping[str, Mapping[str, float]],
+    *,
+    study: str,
+    trial: int,
+) -> dict[str, Any]:
+    """Run one trial and return its receipt; raise `TrialFailed` (with the receipt) if export or analysis fails."""
+    log = rig.log
+    chain = rig.chain
+    started = time.monotonic()
+    chain.set_fader_0db()
+    applied: list[Applied] = []
+    for alias in rig.config.device_names:
+        values = params.get(alias)
+        if not values:
+            continue
+        log("")
+        log(f"Setting {rig.config.device_names[alias]}...")
+        for key, value in values.items():
+            slot = chain.slot(alias, key)
+            log(f"  Setting {slot.param.name} = {value:g}")
+            a = chain.write(alias, key, value)
+            applied.append(a)
+            log(f"    ✓ {a.param} set ({a.display})")
+    log("")
+    receipt: dict[str, Any] = {
+        "ts": utc_now(),
+        "id": run_id,
+        "export_file": export_file,
+        "sha256": None,
+        "params": {"master_fader_db": 0.0, **{a: dict(v) for a, v in params.items()}},
+        "study": study,
+        "trial": trial,
+        "applied": {
+            f"{a.device}.{a.key}": {"param": a.param, "raw": a.raw, "display": a.display} for a in applied
+        },
+    }
+    path = rig.project_root / export_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    before = stamp(path)
+    try:
+        rig.exporter.trigger(path, export_file)
+        wait_for_export(
+            path,
+            timeout_s=rig.timeout_s,
+            before=before,
+            log=log,
+            give_up=getattr(rig.exporter, "entered", None),
+        )
+    except ExportFailed as e:
+        log(f"  ✗ Export failed: {e}")
+        receipt.update(status="export_failed", error=str(e), duration_s=_r(time.monotonic() - started))
+        raise TrialFailed(receipt) from None
+    log("")
+    log(f"Verifying {path.name}...")
+    try:
+        m = analyze_file(path)
+    except AnalysisError as e:
+        log(f"  ✗ Measurement failed: {e}")
+        receipt.update(status="measurement_failed", error=str(e), duration_s=_r(time.monotonic() - started))
+        raise TrialFailed(receipt) from None
+    v = verdict(m, rig.config)
+    cfg = rig.config
+    log(f"  LUFS: {m.lufs_i:.2f} (target {cfg.target_lufs:.2f}) pass={v.pass_lufs}")
+    log(f"  PEAK: {m.peak_dbfs:.2f} (limit {cfg.peak_limit_dbfs:.2f}) pass={v.pass_peak}")
+    log(f"  TRUE PEAK: {m.true_peak_dbtp:.2f} dBTP")
+    receipt.update(
+        sha256=m.sha256,
+        results={
+            "lufs_i": _r(m.lufs_i),
+            "peak_dbfs": _r(m.peak_dbfs),
+            "pass_lufs": v.pass_lufs,
+            "pass_peak": v.pass_peak,
+            "true_peak_dbtp": _r(m.true_peak_dbtp),
+        },
+        status="ok",
+        duration_s=_r(time.monotonic() - started),
+    )
+    return receipt

@@ -1,0 +1,52 @@
+"""Machine settings (where Live is, where things are stored): AUTOTUNE_* env vars, overridden by CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from autotune.errors import ConfigError
+
+Port = int
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AUTOTUNE_", extra="forbid")
+
+    backend: Literal["sim", "live"] = "sim"
+    host: str = "127.0.0.1"
+    port: int = Field(default=11000, ge=1, le=65535)
+    reply_host: str = "127.0.0.1"
+    reply_port: int = Field(default=11001, ge=0, le=65535)
+    timeout: float = Field(default=1.0, gt=0, le=60)
+    retries: int = Field(default=2, ge=0, le=10)
+    storage: str | None = None
+    output_dir: Path = Path("output")
+    studies_dir: Path = Path("studies")
+    cache_dir: Path = Path(".cache")
+    export: Literal["auto", "sim", "manual"] = "auto"
+
+    def storage_url(self) -> str:
+        if self.storage:
+            return self.storage
+        return f"sqlite:///{self.studies_dir / 'autotune.db'}"
+
+    def receipts_path(self) -> Path:
+        return self.output_dir / "experiments.jsonl"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment with the given (CLI) values on top; one-line errors."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)  # type: ignore[arg-type]
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(x) for x in err["loc"]) or "settings"
+        raise ConfigError(
+            f"setting {field} (AUTOTUNE_{field.upper()} or --{field.replace('_', '-')}) = "
+            f"{err.get('input')!r}: {err['msg']}"
+        ) from None

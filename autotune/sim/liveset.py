@@ -1,0 +1,271 @@
+"""The virtual Live set: tracks, devices and parameter tables that behave like Live's.
+
+Raw ranges are not all "raw = dB": Makeup and Dry/Wet are raw 0..1, the Limiter's Release is a log law over
+raw 0..1, Ratio, Attack and Glue's Release are stepped displays over raw 0..1 that report not quantized (as
+Live's Glue does). `value_string` is computed from the raw value, so it is the only truthful way to learn
+what a raw value means, exactly as with a real Live.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from autotune.dsp import ChainParams, GlueParams, LimiterParams
+
+Names = Literal["live12", "live11"]
+
+
+@dataclass(frozen=True)
+class Law:
+    """raw -> physical number (None for words) and physical -> display string."""
+
+    physical: Callable[[float], float | None]
+    display: Callable[[float], str]
+
+
+def _db(decimals: int) -> Law:
+    return Law(lambda r: r, lambda r: f"{r:.{decimals}f} dB")
+
+
+def _scaled_db(lo: float, hi: float) -> Law:
+    def phys(r: float) -> float:
+        return lo + (hi - lo) * r
+
+    return Law(phys, lambda r: f"{phys(r):.2f} dB")
+
+
+def _steps(values: list[float | None], fmt: Callable[[float], str], word: str = "Auto") -> Law:
+    def index(r: float) -> int:
+        return min(len(values) - 1, int(r * len(values)))
+
+    def phys(r: float) -> float | None:
+        return values[index(r)]
+
+    def display(r: float) -> str:
+        v = values[index(r)]
+        return word if v is None else fmt(v)
+
+    return Law(phys, display)
+
+
+def _ms_text(ms: float) -> str:
+    if ms >= 1000:
+        return f"{ms / 1000:.2f} s"
+    return f"{ms:.1f} ms" if ms < 100 else f"{ms:.0f} ms"
+
+
+def _log_ms(lo_ms: float, hi_ms: float) -> Law:
+    def ms(r: float) -> float:
+        return float(lo_ms * (hi_ms / lo_ms) ** r)
+
+    return Law(lambda r: ms(r) / 1000.0, lambda r: _ms_text(ms(r)))
+
+
+def _switch(words: tuple[str, ...] = ("Off", "On")) -> Law:
+    return Law(lambda r: float(round(r)), lambda r: words[min(len(words) - 1, max(0, round(r)))])
+
+
+def _percent() -> Law:
+    return Law(lambda r: r * 100.0, lambda r: f"{r * 100:.0f} %")
+
+
+@dataclass
+class SimParameter:
+    name: str
+    min: float
+    max: float
+    value: float
+    law: Law
+    is_quantized: bool = False
+
+    def set(self, raw: float) -> None:
+        if not math.isfinite(raw) or raw < self.min - 1e-6 or raw > self.max + 1e-6:
+            raise ValueError(f"Invalid value {raw:g} for {self.name} (allowed {self.min:g}..{self.max:g})")
+        raw = min(max(raw, self.min), self.max)
+        if self.is_quantized:
+            raw = float(round(raw))
+        self.value = float(np.float32(raw))  # Live stores and sends 32-bit floats
+
+    @property
+    def physical(self) -> float | None:
+        return self.law.physical(self.value)
+
+    @property
+    def display(self) -> str:
+        return self.law.display(self.value)
+
+
+@dataclass
+class SimDevice:
+    name: str
+    parameters: list[SimParameter]
+
+    def param(self, name: str) -> SimParameter:
+        return next(p for p in self.parameters if p.name == name)
+
+    def physical(self, name: str) -> float:
+        v = self.param(name).physical
+        return 0.0 if v is None else v
+
+    @property
+    def on(self) -> bool:
+        return self.param("Device On").value >= 0.5
+
+
+@dataclass
+class SimTrack:
+    name: str
+    devices: list[SimDevice] = field(default_factory=list)
+    volume: float = 0.85
+
+
+GLUE_RATIOS: list[float | None] = [2.0, 4.0, 10.0]
+GLUE_ATTACKS_MS: list[float | None] = [0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0]
+GLUE_RELEASES_S: list[float | None] = [0.1, 0.2, 0.4, 0.6, 0.8, 1.2, None]
+LOOKAHEADS_MS = (1.5, 3.0, 6.0)
+LIMITER_MODES = ("Standard", "Soft Clip", "True Peak")
+
+
+def glue_compressor() -> SimDevice:
+    return SimDevice(
+        "Glue Compressor",
+        [
+            SimParameter("Device On", 0, 1, 1, _switch(), True),
+            SimParameter("Threshold", -40, 0, 0, _db(1)),
+            SimParameter("Ratio", 0, 1, 0, _steps(GLUE_RATIOS, lambda v: f"{v:.2f} : 1")),
+            SimParameter("Attack", 0, 1, 5 / 7 + 0.01, _steps(GLUE_ATTACKS_MS, lambda v: f"{v:g} ms")),
+            SimParameter("Release", 0, 1, 2 / 7 + 0.01, _steps(GLUE_RELEASES_S, lambda v: f"{v:.1f} s")),
+            SimParameter("Peak Clip In", 0, 1, 0, _switch(), True),
+            SimParameter("Range", 0, 70, 70, _db(1)),
+            SimParameter("Makeup", 0, 1, 0, _scaled_db(0.0, 20.0)),
+            SimParameter("Dry/Wet", 0, 1, 1, _percent()),
+            SimParameter("S/C On", 0, 1, 0, _switch(), True),
+            SimParameter("S/C Gain", -24, 24, 0, _db(1)),
+            SimParameter("S/C Mix", 0, 1, 1, _percent()),
+        ],
+    )
+
+
+def limiter(names: Names = "live12") -> SimDevice:
+    release = _log_ms(1.0, 1000.0)
+    lookahead = Law(lambda r: LOOKAHEADS_MS[round(r)] / 1000.0, lambda r: f"{LOOKAHEADS_MS[round(r)]:.1f} ms")
+    if names == "live11":
+        return SimDevice(
+            "Limiter",
+            [
+                SimParameter("Device On", 0, 1, 1, _switch(), True),
+                SimParameter("Gain", -24, 36, 0, _db(2)),
+                SimParameter("Ceiling", -24, 0, -0.3, _db(2)),
+                SimParameter("Link Channels", 0, 1, 1, _switch(), True),
+                SimParameter("Lookahead", 0, 2, 1, lookahead, True),
+                SimParameter("Auto", 0, 1, 0, _switch(), True),
+                SimParameter("Release time", 0, 1, math.log10(300) / 3, release),
+            ],
+        )
+    return SimDevice(
+        "Limiter",
+        [
+            SimParameter("Device On", 0, 1, 1, _switch(), True),
+            SimParameter("Input Gain", -24, 36, 0, _db(2)),
+            SimParameter("Release", 0, 1, math.log10(300) / 3, release),
+            SimParameter("Ceiling", -24, 0, -0.3, _db(2)),
+            SimParameter("Link", 0, 1, 1, _switch(), True),
+            SimParameter("M/S Link", 0, 1, 0, _switch(), True),
+            SimParameter("Lookahead", 0, 2, 1, lookahead, True),
+            SimParameter("Mode", 0, 2, 0, _switch(LIMITER_MODES), True),
+            SimParameter("Auto", 0, 1, 0, _switch(), True),
+        ],
+    )
+
+
+def utility() -> SimDevice:
+    return SimDevice(
+        "Utility",
+        [
+            SimParameter("Device On", 0, 1, 1, _switch(), True),
+            SimParameter("Gain", -35, 35, 0, _db(2)),
+            SimParameter("Mute", 0, 1, 0, _switch(), True),
+        ],
+    )
+
+
+def fader_db(volume: float) -> float:
+    """Live's fader law as the virtual Live models it: 0.85 is 0 dB, 1.0 is +6 dB, 0 is silence."""
+    if volume <= 0:
+        return -math.inf
+    if volume >= 0.4:
+        return (volume - 0.85) * 40.0
+    return -18.0 + 40.0 * math.log10(volume / 0.4)
+
+
+@dataclass
+class SimSong:
+    """A Live set: a few regular tracks and a master carrying Utility -> Glue Compressor -> Limiter."""
+
+    names: Names = "live12"
+    tracks: list[SimTrack] = field(default_factory=list)
+    master: SimTrack = field(default_factory=lambda: SimTrack("Master"))
+
+    def __post_init__(self) -> None:
+        if not self.tracks:
+            self.tracks = [SimTrack("Drums"), SimTrack("Bass"), SimTrack("Chords")]
+        if not self.master.devices:
+            self.master.devices = [utility(), glue_compressor(), limiter(self.names)]
+
+    def track(self, t: object) -> SimTrack:
+        """The patched AbletonOSC of the original project: -1000 is the master; others index like Python."""
+        if not isinstance(t, (int, float)):
+            raise ValueError(f"invalid literal for int() with base 10: {t!r}")
+        index = int(t)
+        if index == -1000:
+            return self.master
+        return self.tracks[index]
+
+    def device(self, t: object, d: object) -> SimDevice:
+        if not isinstance(d, (int, float)):
+            raise ValueError(f"invalid literal for int() with base 10: {d!r}")
+        return self.track(t).devices[int(d)]
+
+    def chain_params(self) -> tuple[float, ChainParams]:
+        """(pre-chain gain in dB, chain parameters) from the master's devices as they are set now."""
+        pre_gain = 0.0
+        glue = GlueParams(on=False)
+        lim = LimiterParams(on=False)
+        for dev in self.master.devices:
+            if dev.name == "Utility" and dev.on:
+                pre_gain += -200.0 if dev.param("Mute").value >= 0.5 else dev.physical("Gain")
+            elif dev.name == "Glue Compressor":
+                glue = GlueParams(
+                    on=dev.on,
+                    threshold_db=dev.physical("Threshold"),
+                    ratio=dev.physical("Ratio"),
+                    attack_ms=dev.physical("Attack"),
+                    release_s=dev.param("Release").physical,
+                    makeup_db=dev.physical("Makeup"),
+                    range_db=dev.physical("Range"),
+                    dry_wet=dev.physical("Dry/Wet") / 100.0,
+                    peak_clip=dev.param("Peak Clip In").value >= 0.5,
+                )
+            elif dev.name == "Limiter":
+                gain = "Gain" if self.names == "live11" else "Input Gain"
+                release = "Release time" if self.names == "live11" else "Release"
+                lim = LimiterParams(
+                    on=dev.on,
+                    gain_db=dev.physical(gain),
+                    ceiling_db=dev.physical("Ceiling"),
+                    release_ms=dev.physical(release) * 1000.0,
+                    lookahead_ms=dev.physical("Lookahead") * 1000.0,
+                    mode=(
+                        "standard",
+                        "soft_clip",
+                        "true_peak",
+                    )[round(dev.param("Mode").value)]
+                    if self.names == "live12"
+                    else "standard",
+                )
+        return pre_gain, ChainParams(glue=glue, limiter=lim, fader_db=fader_db(self.master.volume))

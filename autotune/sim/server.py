@@ -1,0 +1,257 @@
+"""The virtual Live: a UDP server speaking the AbletonOSC subset this project uses, exactly as upstream does.
+
+Replies go to port `reply_port` (11001) of the sender's address on the query's own address with the ids
+echoed; setters are silent; unknown addresses and failing handlers answer `/live/error`; after an error the
+next message waits one processing tick, as in Live. `/autotune/sim/export <path>` is the virtual Live's
+stand-in for Live's Export dialog: it renders the demo song through the master chain and writes a WAV the
+way a DAW does (header first with placeholder sizes, audio in chunks, sizes patched last).
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import struct
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from autotune.dsp import ChainParams, demo_track, render
+from autotune.dsp.demo import DemoSpec
+from autotune.live.client import OscArg, build_message, parse_datagram
+from autotune.sim.liveset import Names, SimSong
+
+EXPORT_ADDRESS = "/autotune/sim/export"
+Handler = Callable[[tuple[Any, ...]], tuple[OscArg, ...] | None]
+
+
+@dataclass
+class SimOptions:
+    names: Names = "live12"
+    error_tick_s: float = 0.1
+    export_chunks: int = 8
+    export_chunk_delay_s: float = 0.005
+    demo: DemoSpec = field(default_factory=DemoSpec)
+    cache_dir: Path | None = None
+
+
+class DemoSource:
+    """The demo song, synthesised once per process and cached on disk under the project's cache folder."""
+
+    _memo: ClassVar[dict[str, np.ndarray]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def get(cls, spec: DemoSpec, cache_dir: Path | None) -> np.ndarray:
+        key = spec.cache_key()
+        with cls._lock:
+            if key in cls._memo:
+                return cls._memo[key]
+            audio: np.ndarray | None = None
+            path = cache_dir / f"{key}.npy" if cache_dir is not None else None
+            if path is not None and path.is_file():
+                try:
+                    audio = np.load(path)
+                except (OSError, ValueError):
+                    audio = None
+            if audio is None:
+                audio = demo_track(spec).astype(np.float32)
+                if path is not None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_suffix(".tmp.npy")
+                    np.save(tmp, audio)
+                    tmp.replace(path)
+            cls._memo[key] = audio
+            return audio
+
+
+class VirtualLive:
+    """Wrap a `SimSong` in a UDP server. Thin: state lives in the song, physics in `autotune.dsp`."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 11000,
+        *,
+        reply_port: int = 11001,
+        export_root: Path,
+        options: SimOptions | None = None,
+    ) -> None:
+        self.options = options or SimOptions()
+        self.song = SimSong(names=self.options.names)
+        self.reply_port = reply_port
+        self.export_root = export_root.resolve()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind((host, port))
+        self._sock.settimeout(0.05)
+        self.host, self.port = self._sock.getsockname()[:2]
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._renders: OrderedDict[tuple[float, ChainParams], bytes] = OrderedDict()
+        self._exports: list[threading.Thread] = []
+        self.received: list[tuple[str, tuple[Any, ...]]] = []
+        self.handlers: dict[str, Handler] = self._handlers()
+
+    # -- life cycle ---------------------------------------------------------------------------------
+    def start(self) -> VirtualLive:
+        self._thread = threading.Thread(target=self.serve_forever, name="virtual-live", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, source = self._sock.recvfrom(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            for msg in parse_datagram(data, source):
+                self.received.append((msg.address, msg.args))
+                self._handle(msg.address, msg.args, source[0])
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+        for t in self._exports:
+            t.join(timeout=10.0)
+        self._sock.close()
+
+    def __enter__(self) -> VirtualLive:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- protocol -----------------------------------------------------------------------------------
+    def _reply(self, ip: str, address: str, args: tuple[OscArg, ...]) -> None:
+        self._sock.sendto(build_message(address, args), (ip, self.reply_port))
+
+    def _handle(self, address: str, args: tuple[Any, ...], ip: str) -> None:
+        handler = self.handlers.get(address)
+        if handler is None:
+            self._reply(ip, "/live/error", (f"Unknown OSC address: {address}",))
+            time.sleep(self.options.error_tick_s)
+            return
+        try:
+            out = handler(args)
+        except Exception as e:  # Live reports any handler failure the same way
+            self._reply(ip, "/live/error", (f"Error handling OSC message: {e}",))
+            time.sleep(self.options.error_tick_s)
+            return
+        if out is not None:
+            self._reply(ip, address, out)
+
+    def _handlers(self) -> dict[str, Handler]:
+        song = self.song
+
+        def device_list(what: str) -> Handler:
+            def h(a: tuple[Any, ...]) -> tuple[OscArg, ...]:
+                dev = song.device(a[0], a[1])
+                col: list[OscArg] = []
+                for p in dev.parameters:
+                    if what == "name":
+                        col.append(p.name)
+                    elif what == "is_quantized":
+                        col.append(int(p.is_quantized))
+                    else:
+                        col.append(float(getattr(p, what)))
+                return (a[0], a[1], *col)
+
+            return h
+
+        def param(a: tuple[Any, ...]) -> Any:
+            return song.device(a[0], a[1]).parameters[int(a[2])]
+
+        def set_param(a: tuple[Any, ...]) -> None:
+            param(a).set(float(a[3]))
+
+        def set_volume(a: tuple[Any, ...]) -> None:
+            v = float(a[1])
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"Invalid value {v:g} for volume (allowed 0..1)")
+            song.track(a[0]).volume = float(np.float32(v))
+
+        return {
+            "/live/test": lambda a: ("ok",),
+            "/live/song/get/track_names": lambda a: tuple(t.name for t in song.tracks),
+            "/live/song/get/num_tracks": lambda a: (len(song.tracks),),
+            "/live/track/get/name": lambda a: (a[0], song.track(a[0]).name),
+            "/live/track/get/num_devices": lambda a: (a[0], len(song.track(a[0]).devices)),
+            "/live/track/get/devices/name": lambda a: (a[0], *(d.name for d in song.track(a[0]).devices)),
+            "/live/track/get/volume": lambda a: (a[0], song.track(a[0]).volume),
+            "/live/track/set/volume": set_volume,
+            "/live/device/get/num_parameters": lambda a: (
+                a[0],
+                a[1],
+                len(song.device(a[0], a[1]).parameters),
+            ),
+            "/live/device/get/parameters/name": device_list("name"),
+            "/live/device/get/parameters/min": device_list("min"),
+            "/live/device/get/parameters/max": device_list("max"),
+            "/live/device/get/parameters/is_quantized": device_list("is_quantized"),
+            "/live/device/get/parameters/value": device_list("value"),
+            "/live/device/get/parameter/value": lambda a: (a[0], a[1], a[2], param(a).value),
+            "/live/device/get/parameter/value_string": lambda a: (a[0], a[1], a[2], param(a).display),
+            "/live/device/set/parameter/value": set_param,
+            EXPORT_ADDRESS: self._export,
+        }
+
+    # -- export -------------------------------------------------------------------------------------
+    def render_wav(self) -> bytes:
+        """The current master chain's export as WAV bytes (24-bit, the demo's rate); memoised by settings."""
+        pre_gain, params = self.song.chain_params()
+        key = (pre_gain, params)
+        if key in self._renders:
+            self._renders.move_to_end(key)
+            return self._renders[key]
+        source = DemoSource.get(self.options.demo, self.options.cache_dir)
+        x = source.astype(np.float64) * (10.0 ** (pre_gain / 20.0))
+        y = render(x, self.options.demo.sample_rate, params)
+        buf = io.BytesIO()
+        sf.write(buf, np.clip(y, -1.0, 1.0), self.options.demo.sample_rate, subtype="PCM_24", format="WAV")
+        data = buf.getvalue()
+        self._renders[key] = data
+        while len(self._renders) > 4:
+            self._renders.popitem(last=False)
+        return data
+
+    def _export(self, a: tuple[Any, ...]) -> tuple[OscArg, ...]:
+        target = Path(str(a[0])).resolve()
+        if not target.is_relative_to(self.export_root):
+            raise ValueError(f"export path {target} is outside {self.export_root}")
+        if target.suffix.lower() != ".wav":
+            raise ValueError(f"export path {target} is not a .wav file")
+        data = self.render_wav()
+        t = threading.Thread(target=self._write_like_a_daw, args=(target, data), daemon=True)
+        self._exports = [x for x in self._exports if x.is_alive()] + [t]
+        t.start()
+        return (str(a[0]), "started")
+
+    def _write_like_a_daw(self, target: Path, data: bytes) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data_pos = data.find(b"data", 12)
+        header_len = data_pos + 8
+        header = bytearray(data[:header_len])
+        struct.pack_into("<I", header, 4, 0)  # sizes unknown until the render ends
+        struct.pack_into("<I", header, data_pos + 4, 0)
+        n = max(1, self.options.export_chunks)
+        body = data[header_len:]
+        step = -(-len(body) // n)
+        with target.open("wb") as f:
+            f.write(header)
+            for i in range(n):
+                f.write(body[i * step : (i + 1) * step])
+                f.flush()
+                time.sleep(self.options.export_chunk_delay_s)
+            f.seek(0)
+            f.write(data[:header_len])
