@@ -69,7 +69,10 @@ def read(path: Path) -> Iterator[dict[str, Any]]:
                 yield obj
 
 
-def logged_trials(path: Path, study: str) -> set[int]:
+def logged_trials(path: Path, study_uid: str) -> set[int]:
+    """Trial numbers already logged for one study; the uid tells a restarted study from its predecessor."""
     return {
-        int(r["trial"]) for r in read(path) if r.get("study") == study and isinstance(r.get("trial"), int)
+        int(r["trial"])
+        for r in read(path)
+        if r.get("study_uid") == study_uid and isinstance(r.get("trial"), int)
     }

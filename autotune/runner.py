@@ -67,6 +67,7 @@ def run_trial(
     params: Mapping[str, Mapping[str, float]],
     *,
     study: str,
+    study_uid: str,
     trial: int,
 ) -> dict[str, Any]:
     """Run one trial and return its receipt; raise `TrialFailed` (with the receipt) if export or analysis fails."""
@@ -95,6 +96,7 @@ def run_trial(
         "sha256": None,
         "params": {"master_fader_db": 0.0, **{a: dict(v) for a, v in params.items()}},
         "study": study,
+        "study_uid": study_uid,
         "trial": trial,
         "applied": {
             f"{a.device}.{a.key}": {"param": a.param, "raw": a.raw, "display": a.display} for a in applied

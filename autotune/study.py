@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -121,7 +122,11 @@ def load_or_create_study(settings: Settings, name: str, *, restart: bool = False
         if type(e).__module__.startswith("sqlalchemy"):
             raise ConfigError(f"storage {url!r}: {str(e).splitlines()[0]}") from None
         raise
-    study.set_metric_names(["loss"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["loss"])
+    if "uid" not in study.user_attrs:
+        study.set_user_attr("uid", uuid.uuid4().hex[:12])
     return study
 
 
@@ -139,7 +144,7 @@ def fail_stale_running(study: optuna.Study, log: Log) -> None:
 
 def reconcile(study: optuna.Study, path: Path, log: Log) -> set[int]:
     """Log the receipts of finished trials that never reached the JSONL; return the logged trial numbers."""
-    logged = receipts.logged_trials(path, study.study_name)
+    logged = receipts.logged_trials(path, study.user_attrs["uid"])
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
         r = t.user_attrs.get("receipt")
         if isinstance(r, dict) and t.number not in logged:
@@ -222,6 +227,7 @@ def sweep(
     study.set_user_attr("kind", "sweep")
     study.set_user_attr("target_lufs", config.target_lufs)
     study.set_user_attr("peak_limit_dbfs", config.peak_limit_dbfs)
+    uid = str(study.user_attrs["uid"])
     logged = reconcile(study, path, log)
     fail_stale_running(study, log)
     already = next(
@@ -270,7 +276,7 @@ def sweep(
             params = suggest(trial, space, only=flatten(run.params()))
             try:
                 receipt = run_trial(
-                    rig, run.id, run.export_file, params, study=study_name, trial=trial.number
+                    rig, run.id, run.export_file, params, study=study_name, study_uid=uid, trial=trial.number
                 )
             except TrialFailed as e:
                 record(trial, e.receipt)

@@ -177,11 +177,7 @@ class DisplayLaw:
                 if abs(value - target) <= d.resolution / 2 + 1e-9:
                     seen = probe(raw)
                     self.samples[raw] = seen
-                    if (
-                        seen.numeric
-                        and seen.value is not None
-                        and abs(seen.value - target) <= seen.resolution / 2 + 1e-9
-                    ):
+                    if self._shows(seen, target):
                         return raw, seen
             bracket = self._bracket(points, target)
             if bracket is None or probes >= self.max_probes:
@@ -210,8 +206,15 @@ class DisplayLaw:
                     f"{self.name} cannot show {_fmt(target, self.unit())}; the nearest settings show "
                     f"{self.samples[r0].text}, {self.samples[r1].text}"
                 )
-            self.samples[raw] = probe(raw)
+            seen = probe(raw)
+            self.samples[raw] = seen
             probes += 1
+            if self._shows(seen, target):
+                return raw, seen
+
+    @staticmethod
+    def _shows(d: Display, target: float) -> bool:
+        return d.numeric and d.value is not None and abs(d.value - target) <= d.resolution / 2 + 1e-9
 
     @staticmethod
     def _bracket(points: list[tuple[float, float]], target: float) -> tuple[tuple[float, float], ...] | None:

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autotune.live.client import OscClient
+from autotune.sim import SimOptions, VirtualLive
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One on-disk demo-song cache for the whole session (synthesis costs ~0.7 s)."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_cache: Path) -> Path:
+    """A fresh project folder (configs/, output/) as the working directory, with clean AUTOTUNE_* env."""
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    (tmp_path / "output").mkdir()
+    for var in list(__import__("os").environ):
+        if var.startswith("AUTOTUNE_"):
+            monkeypatch.delenv(var)
+    monkeypatch.setenv("AUTOTUNE_CACHE_DIR", str(demo_cache))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def live_pair(tmp_path: Path, demo_cache: Path) -> Iterator[tuple[VirtualLive, OscClient]]:
+    """The virtual Live and a client, each on its own free UDP port on loopback."""
+    sim = VirtualLive(
+        "127.0.0.1", 0, reply_port=0, export_root=tmp_path, options=SimOptions(cache_dir=demo_cache)
+    )
+    client = OscClient("127.0.0.1", sim.port, reply_port=0, timeout=0.5, retries=1)
+    sim.reply_port = client.reply_port
+    sim.start()
+    try:
+        yield sim, client
+    finally:
+        client.close()
+        sim.close()

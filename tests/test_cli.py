@@ -1,0 +1,334 @@
+"""The CLI end to end on the virtual Live, over real UDP sockets: console flow, receipts, study, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pyloudnorm as pyln
+import pytest
+import soundfile as sf
+
+from autotune.audio import analyze_file
+from autotune.cli import main
+from autotune.sim import SimOptions, VirtualLive
+from autotune.sim.liveset import SimParameter
+
+STORAGE = "sqlite:///studies/autotune.db"
+
+
+def receipts(project: Path) -> list[dict]:
+    path = project / "output" / "experiments.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def write_config(project: Path, name: str, **changes: object) -> str:
+    config = json.loads((project / "configs" / "master_sweep.json").read_text())
+    config.update(changes)
+    path = project / "configs" / name
+    path.write_text(json.dumps(config))
+    return str(path.relative_to(project))
+
+
+def free_udp_port() -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return int(port)
+
+
+def test_sweep_on_the_virtual_live_follows_the_spec(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sweep", "configs/master_sweep.json", "--backend", "sim"]) == 0
+    out = capsys.readouterr().out
+    for line in [
+        "Resolving devices on track -1000...",
+        "  Glue Compressor: device 1",
+        "  Limiter: device 2",
+        "Resolving Glue Compressor parameters...",
+        "  Found 12 params",
+        "  Found 9 params",
+        "  ✓ Master fader set to 0.0 dB",
+        "EXPERIMENT 1/3: iter7",
+        "EXPERIMENT 3/3: iter9",
+        "  Setting Threshold = -30",
+        "    ✓ Threshold set (-30.0 dB)",
+        "📤 AUTO-EXPORTING: master_iter7.wav",
+        "Waiting for master_iter7.wav to stabilize...",
+        "  ✓ File ready",
+        "Verifying master_iter7.wav...",
+        "  ✓ Logged to output/experiments.jsonl",
+    ]:
+        assert line in out.splitlines(), line
+    assert "  LUFS: " in out and "(target -10.50)" in out and "(limit -6.00)" in out
+
+    rows = receipts(project)
+    assert [r["id"] for r in rows] == ["iter7", "iter8", "iter9"]
+    meter = pyln.Meter(48_000, filter_class="DeMan")
+    for i, r in enumerate(rows):
+        assert set(r) >= {"ts", "id", "export_file", "sha256", "params", "results", "study", "trial"}
+        assert r["params"]["master_fader_db"] == 0.0
+        assert r["study"] == "master_sweep" and r["trial"] == i
+        assert r["status"] == "ok"
+        # The receipt agrees with measuring the exported file again, and with pyloudnorm (exact filter).
+        m = analyze_file(project / r["export_file"])
+        assert r["sha256"] == m.sha256
+        assert r["results"]["lufs_i"] == pytest.approx(m.lufs_i, abs=1e-3)
+        assert r["results"]["peak_dbfs"] == pytest.approx(m.peak_dbfs, abs=1e-3)
+        audio, sr = sf.read(project / r["export_file"])
+        assert r["results"]["lufs_i"] == pytest.approx(meter.integrated_loudness(audio), abs=0.01)
+        # The limiter's ceiling holds at a 0 dB fader.
+        ceiling = r["params"]["limiter"]["ceiling_db"]
+        assert r["results"]["peak_dbfs"] <= ceiling + 1e-3
+        assert r["results"]["pass_peak"] is True
+        assert r["results"]["pass_lufs"] is (abs(r["results"]["lufs_i"] + 10.5) <= 0.5)
+        assert 20 * np.log10(np.abs(audio).max()) == pytest.approx(r["results"]["peak_dbfs"], abs=1e-3)
+
+    study = optuna.load_study(study_name="master_sweep", storage=STORAGE)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert trials[0].params == {
+        "glue.threshold_db": -30.0,
+        "glue.makeup_db": 15.0,
+        "limiter.ceiling_db": -6.5,
+        "limiter.gain_db": 28.0,
+    }
+    assert trials[2].user_attrs["lufs_i"] == rows[2]["results"]["lufs_i"]
+    assert trials[0].value == pytest.approx(abs(rows[0]["results"]["lufs_i"] + 10.5), abs=1e-3)
+
+    # The same command again resumes: every run is done, nothing is exported or logged twice.
+    assert main(["sweep", "configs/master_sweep.json", "--backend", "sim"]) == 0
+    assert "already done in this study" in capsys.readouterr().out
+    assert len(receipts(project)) == 3
+    # --restart starts the study afresh; the JSONL is append-only.
+    assert main(["sweep", "configs/master_sweep.json", "--backend", "sim", "--restart"]) == 0
+    assert len(receipts(project)) == 6
+
+
+def test_sweep_stops_at_the_first_pass(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(project, "reachable.json", target_lufs=-15.5, lufs_tolerance=0.25)
+    assert main(["sweep", config]) == 0
+    out = capsys.readouterr().out
+    rows = receipts(project)
+    assert [r["id"] for r in rows] == ["iter7", "iter8"]  # iter8 passes: iter9 is never exported
+    assert rows[1]["results"]["pass_lufs"] and rows[1]["results"]["pass_peak"]
+    assert not (project / "output" / "master_iter9.wav").exists()
+    assert "TARGET HIT in trial #1" in out
+    assert main(["sweep", config]) == 0
+    assert "already passed in trial #1" in capsys.readouterr().out
+    assert len(receipts(project)) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sweep", "configs/missing.json"], "file not found"),
+        (["sweep", "configs/master_sweep.json", "--port", "70000"], "setting port"),
+        (["sweep", "configs/master_sweep.json", "--backend", "cloud"], "invalid choice"),
+        (["sweep"], "the following arguments are required"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_invocations_are_one_line_exit_20(
+    project: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(args) == 20
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+    assert not (project / "output" / "experiments.jsonl").exists()
+    assert not (project / "studies").exists()
+
+
+def test_bad_config_writes_nothing(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(project, "nan.json")
+    Path(config).write_text(Path(config).read_text().replace("-10.5", "NaN"))
+    assert main(["sweep", config]) == 20
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: config {config}: NaN is not a number JSON allows"
+    assert not (project / "studies").exists() and not (project / "output" / "experiments.jsonl").exists()
+
+
+def test_value_outside_the_device_range_stops_before_any_export(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = json.loads((project / "configs" / "master_sweep.json").read_text())
+    config["runs"][2]["glue"]["threshold_db"] = -80.0
+    Path("configs/bad_range.json").write_text(json.dumps(config))
+    assert main(["sweep", "configs/bad_range.json"]) == 20
+    err = capsys.readouterr().err.strip()
+    assert "runs[2].glue.threshold_db = -80 is outside Glue Compressor Threshold range -40 dB .. 0 dB" in err
+    assert receipts(project) == [] and not list((project / "output").glob("*.wav"))
+
+
+def test_unknown_parameter_lists_what_the_device_has(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = json.loads((project / "configs" / "master_sweep.json").read_text())
+    config["runs"][0]["limiter"]["knee_db"] = 3.0
+    Path("configs/bad_param.json").write_text(json.dumps(config))
+    assert main(["sweep", "configs/bad_param.json"]) == 20
+    err = capsys.readouterr().err
+    assert "Limiter: no parameter matches 'knee_db'" in err and "Input Gain" in err
+    assert receipts(project) == []
+
+
+def test_no_live_is_a_quick_exit_20(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    t0 = time.monotonic()
+    code = main(
+        [
+            "sweep",
+            "configs/master_sweep.json",
+            "--backend",
+            "live",
+            "--port",
+            str(free_udp_port()),
+            "--reply-port",
+            "0",
+            "--timeout",
+            "0.3",
+            "--export",
+            "manual",
+        ]
+    )
+    assert code == 20
+    assert time.monotonic() - t0 < 5
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: Live is not answering at 127.0.0.1:") and "\n" not in err
+    assert receipts(project) == []
+
+
+@pytest.fixture
+def standalone_live(project: Path, demo_cache: Path):  # type: ignore[no-untyped-def]
+    """The virtual Live as a separate server (as `autotune sim serve` runs it) on free ports."""
+    reply_port = free_udp_port()
+    sim = VirtualLive(
+        "127.0.0.1",
+        0,
+        reply_port=reply_port,
+        export_root=project / "output",
+        options=SimOptions(cache_dir=demo_cache),
+    )
+    sim.start()
+    yield sim, ["--backend", "live", "--port", str(sim.port), "--reply-port", str(reply_port)]
+    sim.close()
+
+
+def test_live_backend_with_manual_export_logs_export_failed_and_moves_on(
+    project: Path, capsys: pytest.CaptureFixture[str], standalone_live
+) -> None:
+    _, flags = standalone_live
+    config = write_config(project, "quick_timeout.json", auto_export={"enabled": False, "timeout_s": 0.4})
+    assert main(["sweep", config, *flags]) == 0  # the spec: export failures are logged, the sweep goes on
+    out = capsys.readouterr().out
+    assert "📤 EXPORT NOW:" in out and "   Filename: output/master_iter7.wav" in out
+    rows = receipts(project)
+    assert [r["id"] for r in rows] == ["iter7", "iter8", "iter9"]
+    for r in rows:
+        assert r["status"] == "export_failed" and "did not appear within 0.4 s" in r["error"]
+        assert "results" not in r
+    study = optuna.load_study(study_name="quick_timeout", storage=STORAGE)
+    assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.FAIL] * 3
+
+
+def test_live_backend_with_sim_export_matches_the_embedded_backend(
+    project: Path, capsys: pytest.CaptureFixture[str], standalone_live
+) -> None:
+    _, flags = standalone_live
+    assert main(["sweep", "configs/master_sweep.json", *flags, "--export", "sim", "--study", "remote"]) == 0
+    remote = [r["results"]["lufs_i"] for r in receipts(project)]
+    assert main(["sweep", "configs/master_sweep.json", "--study", "embedded"]) == 0
+    embedded = [r["results"]["lufs_i"] for r in receipts(project)][3:]
+    assert remote == embedded
+
+
+def test_a_refused_write_exits_30(
+    project: Path, capsys: pytest.CaptureFixture[str], standalone_live, monkeypatch
+) -> None:
+    _, flags = standalone_live
+    original = SimParameter.set
+
+    def refuse_ceiling(self: SimParameter, raw: float) -> None:
+        if self.name == "Ceiling" and raw == pytest.approx(-6.3, abs=1e-4):
+            raise RuntimeError("Parameter is controlled by automation")
+        original(self, raw)
+
+    monkeypatch.setattr(SimParameter, "set", refuse_ceiling)
+    assert main(["sweep", "configs/master_sweep.json", *flags, "--export", "sim"]) == 30
+    err = capsys.readouterr().err
+    assert "Live refused /live/device/set/parameter/value" in err and "automation" in err
+    assert [r["id"] for r in receipts(project)] == ["iter7"]
+
+
+def test_sim_serve_and_sweep_in_separate_processes(project: Path, demo_cache: Path) -> None:
+    """Two processes, as a producer would run them: the virtual Live, and the tool talking to it over UDP."""
+    port, reply_port = free_udp_port(), free_udp_port()
+    env = {**os.environ, "AUTOTUNE_CACHE_DIR": str(demo_cache)}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "autotune",
+            "sim",
+            "serve",
+            "--port",
+            str(port),
+            "--reply-port",
+            str(reply_port),
+        ],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.0)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "autotune",
+                "sweep",
+                "configs/master_sweep.json",
+                "--backend",
+                "live",
+                "--port",
+                str(port),
+                "--reply-port",
+                str(reply_port),
+                "--export",
+                "sim",
+            ],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        server.terminate()
+        server.communicate(timeout=10)
+    assert done.returncode == 0, done.stderr
+    assert "EXPERIMENT 3/3: iter9" in done.stdout
+    assert len(receipts(project)) == 3
+
+
+def test_analyze_prints_measurements(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    t = np.arange(48_000 * 2) / 48_000
+    tone = 10 ** (-23 / 20) * np.sin(2 * np.pi * 1000 * t)
+    sf.write("output/tone.wav", np.stack([tone, tone], axis=1), 48_000, subtype="PCM_24")
+    assert main(["analyze", "output/tone.wav", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["lufs_i"] == pytest.approx(-23.0, abs=0.1)
+    assert main(["analyze", "output/missing.wav"]) == 20
