@@ -86,7 +86,7 @@ def test_sweep_on_the_virtual_live_follows_the_spec(
         assert r["sha256"] == m.sha256
         assert r["results"]["lufs_i"] == pytest.approx(m.lufs_i, abs=1e-3)
         assert r["results"]["peak_dbfs"] == pytest.approx(m.peak_dbfs, abs=1e-3)
-        audio, sr = sf.read(project / r["export_file"])
+        audio, _ = sf.read(project / r["export_file"])
         assert r["results"]["lufs_i"] == pytest.approx(meter.integrated_loudness(audio), abs=0.01)
         # The limiter's ceiling holds at a 0 dB fader.
         ceiling = r["params"]["limiter"]["ceiling_db"]

@@ -1,0 +1,59 @@
+"""The JSONL audit trail: whole lines only, torn tails moved aside, several writers."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+from autotune import receipts
+
+
+def test_append_and_read_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "experiments.jsonl"
+    for i in range(3):
+        receipts.append(path, {"id": f"r{i}", "study_uid": "u1", "trial": i, "results": {"lufs_i": -12.5 + i}})
+    lines = path.read_text().splitlines()
+    assert len(lines) == 3 and all(json.loads(line)["id"] for line in lines)
+    assert receipts.logged_trials(path, "u1") == {0, 1, 2}
+    assert receipts.logged_trials(path, "other") == set()
+
+
+def test_a_torn_tail_is_moved_aside_and_nothing_whole_is_lost(tmp_path: Path) -> None:
+    path = tmp_path / "experiments.jsonl"
+    receipts.append(path, {"id": "whole", "trial": 0})
+    with path.open("ab") as f:
+        f.write(b'{"id": "torn", "tri')  # what a power cut mid-write could leave
+    assert [r["id"] for r in receipts.read(path)] == ["whole"]  # readers skip it
+    receipts.append(path, {"id": "next", "trial": 1})
+    assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ["whole", "next"]
+    assert (tmp_path / "experiments.jsonl.torn").read_text() == '{"id": "torn", "tri\n'
+
+
+def test_nan_is_refused_rather_than_written(tmp_path: Path) -> None:
+    path = tmp_path / "experiments.jsonl"
+    try:
+        receipts.append(path, {"lufs_i": float("nan")})
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("NaN must not reach the JSONL")
+    assert not path.exists() or path.read_text() == ""
+
+
+def _writer(path: str, worker: int) -> None:
+    for i in range(50):
+        receipts.append(Path(path), {"worker": worker, "i": i, "pad": "x" * 3000})
+
+
+def test_concurrent_writers_never_interleave(tmp_path: Path) -> None:
+    path = tmp_path / "experiments.jsonl"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(str(path), w)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(rows) == 200
+    assert sorted((r["worker"], r["i"]) for r in rows) == [(w, i) for w in range(4) for i in range(50)]
