@@ -11,13 +11,20 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import optuna
+from optuna.trial import FrozenTrial
 from rich.console import Console
 
 from autotune import __version__
-from autotune.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_READ, AutotuneError
+from autotune.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_READ, AutotuneError, ConfigError
 from autotune.live.errors import LiveError
 from autotune.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from autotune.config import SweepConfig
+    from autotune.study import StudyResult
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -49,29 +56,15 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+_SETTING_FLAGS = ("backend", "host", "port", "reply_port", "timeout", "storage", "output_dir", "export")
+
+
 def _settings(ns: argparse.Namespace) -> Settings:
-
-    return load_settings(
-        backend=ns.backend,
-        host=ns.host,
-        port=ns.port,
-        reply_port=ns.reply_port,
-        timeout=ns.timeout,
-        storage=ns.storage,
-        output_dir=ns.output_dir,
-        export=ns.export,
-    )
+    """AUTOTUNE_* settings with the flags this command has on top."""
+    return load_settings(**{k: getattr(ns, k, None) for k in _SETTING_FLAGS})
 
 
-def cmd_sweep(ns: argparse.Namespace) -> int:
-    from autotune.config import load_config
-    from autotune.study import sweep
-
-    settings = _settings(ns)
-    config = load_config(ns.config, settings.output_dir)
-    name = ns.study or Path(ns.config).stem
-    started = time.monotonic()
-    result = sweep(config, settings, study_name=name, restart=ns.restart, log=log)
+def _summary(result: StudyResult, config: SweepConfig, settings: Settings, started: float) -> None:
     finished = [t for t in result.trials if t.user_attrs.get("status") == "ok"]
     failed = [t for t in result.trials if t.user_attrs.get("status") not in (None, "ok")]
     log("")
@@ -82,9 +75,10 @@ def cmd_sweep(ns: argparse.Namespace) -> int:
             f"✅ TARGET HIT in trial #{result.passed.number} ({u.get('export_file')}): "
             f"LUFS {u['lufs_i']:.2f}, peak {u['peak_dbfs']:.2f} dBFS"
         )
+        log(f"  Settings: {_settings_text(result.passed)}")
     else:
         log(
-            f"No run hit the target ({config.target_lufs:.2f} LUFS ±{config.lufs_tolerance:g}, "
+            f"No trial hit the target ({config.target_lufs:.2f} LUFS ±{config.lufs_tolerance:g}, "
             f"peak ≤ {config.peak_limit_dbfs:.2f} dBFS)."
         )
         if finished:
@@ -94,10 +88,106 @@ def cmd_sweep(ns: argparse.Namespace) -> int:
                 f"  Closest: {u.get('export_file')} (trial #{best.number}): LUFS {u['lufs_i']:.2f} "
                 f"({u['lufs_i'] - config.target_lufs:+.2f} LU), peak {u['peak_dbfs']:.2f} dBFS"
             )
+            log(f"  Settings: {_settings_text(best)}")
     if failed:
         log(f"  {len(failed)} trial(s) failed: see status and error in {settings.receipts_path()}")
     log(
-        f"Study {result.study!r} in {result.storage} ({len(result.trials)} trials); {time.monotonic() - started:.1f} s"
+        f"Study {result.study!r} in {result.storage} ({len(result.trials)} trials); "
+        f"{time.monotonic() - started:.1f} s"
+    )
+
+
+def _settings_text(trial: FrozenTrial) -> str:
+    receipt = trial.user_attrs.get("receipt") or {}
+    params = receipt.get("params") or {}
+    parts = [
+        f"{a}.{k}={v:g}" for a, vals in params.items() if isinstance(vals, dict) for k, v in vals.items()
+    ]
+    return ", ".join(parts) or "(none)"
+
+
+def cmd_sweep(ns: argparse.Namespace) -> int:
+    from autotune.config import load_config
+    from autotune.study import run
+
+    settings = _settings(ns)
+    config = load_config(ns.config, settings.output_dir)
+    started = time.monotonic()
+    result = run(config, settings, study_name=ns.study or Path(ns.config).stem, restart=ns.restart, log=log)
+    _summary(result, config, settings, started)
+    return EXIT_OK
+
+
+def cmd_optimize(ns: argparse.Namespace) -> int:
+    from autotune.config import load_config
+    from autotune.study import run
+
+    settings = _settings(ns)
+    path = Path(ns.config) if ns.config else settings.config
+    config = load_config(path, settings.output_dir)
+    started = time.monotonic()
+    result = run(
+        config,
+        settings,
+        study_name=ns.study or f"{path.stem}-optimize",
+        mode="optimize",
+        restart=ns.restart,
+        trials=ns.trials,
+        sampler=ns.sampler,
+        seed=ns.seed,
+        with_runs=ns.with_runs,
+        refine=ns.refine,
+        log=log,
+    )
+    _summary(result, config, settings, started)
+    return EXIT_OK
+
+
+def _study_for(ns: argparse.Namespace, settings: Settings) -> optuna.Study:
+    from autotune.storage import open_storage
+
+    storage = open_storage(settings.storage_url())
+    names = optuna.get_all_study_names(storage=storage)
+    name = ns.study or (names[0] if len(names) == 1 else None)
+    if name is None or name not in names:
+        listed = ", ".join(names) or "none"
+        raise ConfigError(
+            f"no study {name!r} in {settings.storage_url()} (studies: {listed}); use --study NAME"
+        )
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def cmd_report(ns: argparse.Namespace) -> int:
+    from autotune.report import table, write_html
+
+    settings = _settings(ns)
+    study = _study_for(ns, settings)
+    # A terminal wraps the table to fit; a pipe or a file gets every column whole.
+    wide = console if console.is_terminal else Console(width=240, highlight=False)
+    wide.print(table(study))
+    out = write_html(study, settings.studies_dir / f"{study.study_name}-report.html")
+    log(f"Plots written to {out}")
+    return EXIT_OK
+
+
+def cmd_dashboard(ns: argparse.Namespace) -> int:
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna_dashboard import run_server
+
+    from autotune.storage import open_storage
+
+    settings = load_settings(storage=ns.storage)
+    storage = open_storage(settings.storage_url())
+    settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    log(
+        f"optuna-dashboard on http://{ns.host}:{ns.port}/ for {settings.storage_url()} "
+        f"(exports playable from {settings.artifacts_dir}); Ctrl-C stops it."
+    )
+    run_server(
+        storage,
+        host=ns.host,
+        port=ns.port,
+        artifact_store=FileSystemArtifactStore(str(settings.artifacts_dir)),
     )
     return EXIT_OK
 
@@ -148,6 +238,16 @@ def cmd_sim_serve(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
 class _ArgumentError(Exception):
     pass
 
@@ -171,6 +271,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--restart", action="store_true", help="delete the study of that name and start again")
     _settings_args(s)
     s.set_defaults(func=cmd_sweep)
+
+    o = sub.add_parser("optimize", help="search the settings adaptively until an export passes")
+    o.add_argument("config", nargs="?", help="config (default: AUTOTUNE_CONFIG or configs/master_sweep.json)")
+    o.add_argument(
+        "--trials", type=_positive_int, default=20, help="finished trials in total, over resumes (20)"
+    )
+    o.add_argument("--sampler", choices=["auto", "tpe", "gp", "cmaes", "random"], default="auto")
+    o.add_argument("--seed", type=int, help="sampler seed (default: none, so workers draw different points)")
+    o.add_argument("--with-runs", action="store_true", help="enqueue the config's runs first")
+    o.add_argument(
+        "--refine", action="store_true", help="keep minimising the loss after a pass, up to --trials"
+    )
+    o.add_argument("--study", help="study name (default: <config name>-optimize)")
+    o.add_argument("--restart", action="store_true", help="delete the study of that name and start again")
+    _settings_args(o)
+    o.set_defaults(func=cmd_optimize)
+
+    r = sub.add_parser("report", help="table of a study's trials and an HTML page of plots")
+    r.add_argument("--study", help="study name (default: the only study in the storage)")
+    _settings_args(r)
+    r.set_defaults(func=cmd_report)
+
+    d = sub.add_parser("dashboard", help="optuna-dashboard on this machine, with every export playable")
+    d.add_argument("--host", default="127.0.0.1", help="interface to serve on (127.0.0.1)")
+    d.add_argument("--port", type=int, default=8080)
+    d.add_argument(
+        "--storage", help="Optuna storage URL (AUTOTUNE_STORAGE; default sqlite:///studies/autotune.db)"
+    )
+    d.set_defaults(func=cmd_dashboard)
 
     a = sub.add_parser("analyze", help="measure WAV files: integrated LUFS, sample peak, true peak")
     a.add_argument("files", nargs="+")

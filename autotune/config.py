@@ -74,6 +74,18 @@ class Run(BaseModel):
         return {alias: dict(values) for alias, values in self.devices.items()}
 
 
+class Choices(BaseModel):
+    """A stepped parameter's allowed values, e.g. {"choices": [2, 4, 10]} for Glue's ratio."""
+
+    model_config = _STRICT
+
+    choices: list[FiniteFloat] = Field(min_length=1)
+
+
+#: [low, high] in the key's unit, {"choices": [...]}, or null for "the device's range".
+Bound = Annotated[list[FiniteFloat], Field(min_length=2, max_length=2)] | Choices | None
+
+
 class SweepConfig(BaseModel):
     model_config = _STRICT
 
@@ -87,6 +99,7 @@ class SweepConfig(BaseModel):
     device_names: dict[str, Annotated[str, Field(min_length=1)]] = Field(min_length=1)
     auto_export: AutoExport = Field(default_factory=AutoExport)
     runs: list[Run] = Field(min_length=1)
+    search: dict[str, dict[str, Bound]] | None = None
 
     @field_validator("device_names")
     @classmethod
@@ -112,6 +125,27 @@ class SweepConfig(BaseModel):
                         f"runs[{i}].{alias}", None, f"unknown device key (device_names has: {known})"
                     )
         return self
+
+    @model_validator(mode="after")
+    def _search_uses_known_devices(self) -> SweepConfig:
+        for alias, keys in (self.search or {}).items():
+            if alias not in self.device_names:
+                known = ", ".join(self.device_names)
+                raise _FieldError(f"search.{alias}", None, f"unknown device key (device_names has: {known})")
+            if not keys:
+                raise _FieldError(f"search.{alias}", None, "names no parameter to search")
+            for key, bound in keys.items():
+                if not key or not key.replace("_", "").isalnum():
+                    raise _FieldError(f"search.{alias}", key, "parameter key must be a word such as gain_db")
+                if isinstance(bound, list) and not bound[0] < bound[1]:
+                    raise _FieldError(f"search.{alias}.{key}", bound, "needs [low, high] with low < high")
+        return self
+
+    def search_keys(self) -> dict[str, dict[str, Bound]]:
+        """The parameters `optimize` tunes: the `search` section, or every key the runs set."""
+        if self.search:
+            return {alias: dict(keys) for alias, keys in self.search.items()}
+        return {alias: dict.fromkeys(keys) for alias, keys in self.physical_keys().items() if keys}
 
     def physical_keys(self) -> dict[str, list[str]]:
         """alias -> the parameter keys any run sets, in first-seen order."""

@@ -69,10 +69,14 @@ def read(path: Path) -> Iterator[dict[str, Any]]:
                 yield obj
 
 
-def logged_trials(path: Path, study_uid: str) -> set[int]:
-    """Trial numbers already logged for one study; the uid tells a restarted study from its predecessor."""
+def trial_key(study: str, number: int, started: str) -> tuple[str, int, str]:
+    """What identifies a trial across restarts: a restarted study numbers its trials from 0 again."""
+    return (study, number, started)
+
+
+def logged_trials(path: Path) -> set[tuple[str, int, str]]:
     return {
-        int(r["trial"])
+        trial_key(str(r.get("study")), int(r["trial"]), str(r.get("trial_started")))
         for r in read(path)
-        if r.get("study_uid") == study_uid and isinstance(r.get("trial"), int)
+        if isinstance(r.get("trial"), int)
     }

@@ -67,8 +67,8 @@ def run_trial(
     params: Mapping[str, Mapping[str, float]],
     *,
     study: str,
-    study_uid: str,
     trial: int,
+    trial_started: str,
 ) -> dict[str, Any]:
     """Run one trial and return its receipt; raise `TrialFailed` (with the receipt) if export or analysis fails."""
     log = rig.log
@@ -96,8 +96,8 @@ def run_trial(
         "sha256": None,
         "params": {"master_fader_db": 0.0, **{a: dict(v) for a, v in params.items()}},
         "study": study,
-        "study_uid": study_uid,
         "trial": trial,
+        "trial_started": trial_started,
         "applied": {
             f"{a.device}.{a.key}": {"param": a.param, "raw": a.raw, "display": a.display} for a in applied
         },

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     studies_dir: Path = Path("studies")
     cache_dir: Path = Path(".cache")
     export: Literal["auto", "sim", "manual"] = "auto"
+    config: Path = Path("configs/master_sweep.json")
+    artifacts_dir: Path = Path("studies/artifacts")
+    heartbeat_s: int = Field(default=5, ge=1, le=600)
+    grace_s: int = Field(default=20, ge=2, le=3600)
 
     def storage_url(self) -> str:
         if self.storage:

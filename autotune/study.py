@@ -1,133 +1,53 @@
-"""Orchestration: Optuna studies in storage, the backend, the JSONL mirror and stop-on-pass callbacks.
+"""Orchestration: `sweep` and `optimize` as Optuna studies in storage, with the JSONL mirror.
 
-Every export is an ordinary trial of an Optuna study, so storage, resume and the dashboard see the same
-thing. Receipts are written by a callback after Optuna has recorded the trial, and any finished trial whose
-receipt is missing (a crash between the two) is logged at the next start-up: the storage and the JSONL agree.
+Every export is an ordinary trial, so storage, resume, several workers and the dashboard all see the same
+thing. Receipts are appended by a callback after Optuna has recorded the trial; a finished trial whose
+receipt is missing (a crash between the two) is logged at the next start: the storage and the JSONL agree,
+one receipt per finished trial, none twice.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import uuid
+import re
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune import receipts
+from autotune.backends import open_backend
 from autotune.config import Run, SweepConfig
-from autotune.errors import ConfigError
 from autotune.live.client import OscClient
 from autotune.live.devices import LiveSet, MasterChain
 from autotune.live.errors import LiveReadError, LiveTimeout
-from autotune.live.export import Exporter, ManualExporter
 from autotune.runner import Rig, TrialFailed, run_trial
+from autotune.samplers import SamplerName, make_sampler
 from autotune.settings import Settings
-from objectives import flatten, loss, suggest
+from autotune.space import build_space
+from autotune.storage import load_or_create_study, open_storage
+from objectives import Dim, flatten, loss, suggest
 
 Log = Callable[[str], None]
+FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 @dataclass
-class Backend:
-    osc: OscClient
-    exporter: Exporter
-    description: str
-
-
-@contextmanager
-def open_backend(settings: Settings, config: SweepConfig, log: Log) -> Iterator[Backend]:
-    """The virtual Live in-process on free ports (`sim`), or a real Live over AbletonOSC (`live`)."""
-    if settings.backend == "sim":
-        from autotune.sim import SimExporter, SimOptions, VirtualLive
-
-        live = VirtualLive(
-            "127.0.0.1",
-            0,
-            reply_port=0,
-            export_root=settings.output_dir,
-            options=SimOptions(cache_dir=settings.cache_dir),
-        )
-        osc = OscClient(
-            "127.0.0.1",
-            live.port,
-            reply_host="127.0.0.1",
-            reply_port=0,
-            timeout=settings.timeout,
-            retries=settings.retries,
-        )
-        live.reply_port = osc.reply_port
-        live.start()
-        try:
-            yield Backend(osc, SimExporter(osc, log), f"virtual Live on 127.0.0.1:{live.port}")
-        finally:
-            osc.close()
-            live.close()
-        return
-    osc = OscClient(
-        settings.host,
-        settings.port,
-        reply_host=settings.reply_host,
-        reply_port=settings.reply_port,
-        timeout=settings.timeout,
-        retries=settings.retries,
-    )
-    try:
-        yield Backend(
-            osc, make_exporter(settings, config, osc, log), f"Live at {settings.host}:{settings.port}"
-        )
-    finally:
-        osc.close()
-
-
-def make_exporter(settings: Settings, config: SweepConfig, osc: OscClient, log: Log) -> Exporter:
-    choice = settings.export
-    if choice == "sim":
-        from autotune.sim import SimExporter
-
-        return SimExporter(osc, log)
-    if choice == "auto" and config.auto_export.is_enabled():
-        raise ConfigError(
-            "auto_export: AppleScript export is not available in this version; "
-            'set "auto_export": {"enabled": false} to export by hand'
-        )
-    return ManualExporter(log)
-
-
-def make_storage(settings: Settings) -> str:
-    url = settings.storage_url()
-    if settings.storage is None:
-        settings.studies_dir.mkdir(parents=True, exist_ok=True)
-    return url
-
-
-def load_or_create_study(settings: Settings, name: str, *, restart: bool = False) -> optuna.Study:
-    url = make_storage(settings)
-    try:
-        if restart and name in optuna.get_all_study_names(storage=url):
-            optuna.delete_study(study_name=name, storage=url)
-        study = optuna.create_study(storage=url, study_name=name, direction="minimize", load_if_exists=True)
-    except (ValueError, ImportError, ModuleNotFoundError) as e:
-        raise ConfigError(f"storage {url!r}: {e}") from None
-    except Exception as e:  # SQLAlchemy errors: a bad URL or an unreachable database
-        if type(e).__module__.startswith("sqlalchemy"):
-            raise ConfigError(f"storage {url!r}: {str(e).splitlines()[0]}") from None
-        raise
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(["loss"])
-    if "uid" not in study.user_attrs:
-        study.set_user_attr("uid", uuid.uuid4().hex[:12])
-    return study
+class StudyResult:
+    study: str
+    storage: str
+    trials: list[FrozenTrial]
+    passed: FrozenTrial | None
+    budget_used: bool = False
 
 
 def run_key(run: Run) -> str:
@@ -135,39 +55,36 @@ def run_key(run: Run) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def fail_stale_running(study: optuna.Study, log: Log) -> None:
-    """A trial left RUNNING by a crash or kill (one worker per SQLite study) is failed so its run retries."""
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study.tell(t.number, state=TrialState.FAIL)
-        log(f"  (trial #{t.number} was left running by an earlier crash: marked failed, it will be retried)")
+def _started(trial: optuna.Trial | FrozenTrial) -> str:
+    return trial.datetime_start.isoformat() if trial.datetime_start else ""
 
 
-def reconcile(study: optuna.Study, path: Path, log: Log) -> set[int]:
-    """Log the receipts of finished trials that never reached the JSONL; return the logged trial numbers."""
-    logged = receipts.logged_trials(path, study.user_attrs["uid"])
+def reconcile(study: optuna.Study, path: Path, log: Log) -> set[tuple[str, int, str]]:
+    """Log the receipts of finished trials that never reached the JSONL; return what is logged."""
+    logged = receipts.logged_trials(path)
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
         r = t.user_attrs.get("receipt")
-        if isinstance(r, dict) and t.number not in logged:
+        if not isinstance(r, dict):
+            continue
+        key = receipts.trial_key(study.study_name, t.number, str(r.get("trial_started")))
+        if key not in logged:
             receipts.append(path, r)
-            logged.add(t.number)
+            logged.add(key)
             log(f"  (receipt of trial #{t.number} recovered into {path})")
     return logged
 
 
-@dataclass
-class SweepResult:
-    study: str
-    storage: str
-    trials: list[FrozenTrial]
-    passed: FrozenTrial | None
-
-
-def _mirror(path: Path, logged: set[int], log: Log) -> Callable[[optuna.Study, FrozenTrial], None]:
+def _mirror(
+    path: Path, logged: set[tuple[str, int, str]], log: Log
+) -> Callable[[optuna.Study, FrozenTrial], None]:
     def callback(study: optuna.Study, trial: FrozenTrial) -> None:
         r = trial.user_attrs.get("receipt")
-        if isinstance(r, dict) and trial.number not in logged:
+        if not isinstance(r, dict):
+            return
+        key = receipts.trial_key(study.study_name, trial.number, str(r.get("trial_started")))
+        if key not in logged:
             receipts.append(path, r)
-            logged.add(trial.number)
+            logged.add(key)
             log(f"  ✓ Logged to {path}")
 
     return callback
@@ -179,7 +96,7 @@ def _stop_on_pass(study: optuna.Study, trial: FrozenTrial) -> None:
 
 
 def record(trial: optuna.Trial, receipt: dict[str, Any]) -> None:
-    """User attributes the dashboard shows (optuna-dashboard does not show Optuna 5 constraints)."""
+    """User attributes the dashboard shows (optuna-dashboard 0.21 does not show Optuna 5 constraints)."""
     results = receipt.get("results") or {}
     for k in ("lufs_i", "peak_dbfs", "true_peak_dbtp", "pass_lufs", "pass_peak"):
         if k in results:
@@ -199,8 +116,8 @@ def prepare_chain(osc: OscClient, config: SweepConfig, settings: Settings, log: 
         osc.ping()
     except LiveTimeout:
         raise LiveReadError(
-            f"Live is not answering at {settings.host}:{settings.port} (replies expected on port "
-            f"{osc.reply_port}): start Live with the AbletonOSC control surface, or use --backend sim"
+            f"Live is not answering at {osc.host}:{osc.port} (replies expected on port {osc.reply_port}): "
+            "start Live with the AbletonOSC control surface, or use --backend sim"
         ) from None
     chain = MasterChain(LiveSet(osc), config.master_track_id, config.device_names, log)
     chain.resolve()
@@ -211,89 +128,233 @@ def prepare_chain(osc: OscClient, config: SweepConfig, settings: Settings, log: 
     return chain
 
 
-def sweep(
+def _enqueue_runs(study: optuna.Study, runs: list[Run], log: Log) -> None:
+    """Enqueue each run not done, queued or running yet (a second worker must not queue it again)."""
+    trials = study.get_trials(deepcopy=False)
+    done = {t.user_attrs.get("run_key") for t in trials if t.state == TrialState.COMPLETE}
+    taken = done | {
+        t.user_attrs.get("run_key") for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)
+    }
+    for r in runs:
+        key = run_key(r)
+        if key in done:
+            log(f"  (run {r.id} already done in this study: skipped)")
+        elif key not in taken:
+            study.enqueue_trial(flatten(r.params()), user_attrs={"run_id": r.id, "run_key": key})
+
+
+def _export_name(settings: Settings, study: str, number: int) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study).strip("._") or "study"
+    return str(settings.output_dir / safe / f"trial-{number:04d}.wav")
+
+
+def _finished(study: optuna.Study) -> int:
+    """Trials that spent an export (they have a receipt): what `--trials` counts, over resumes.
+
+    Like MaxTrialsCallback, but a trial interrupted or killed before its export counts nothing: its
+    parameters are queued again and it is retried.
+    """
+    return sum(1 for t in study.get_trials(deepcopy=False, states=FINISHED) if "receipt" in t.user_attrs)
+
+
+def _budget(n: int) -> Callable[[optuna.Study, FrozenTrial], None]:
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        if _finished(study) >= n:
+            study.stop()
+
+    return callback
+
+
+def _requeue_interrupted(study: optuna.Study, since: int, log: Log) -> None:
+    """After Ctrl-C: queue the parameters of trials that failed without a receipt, so a resume retries them."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        if t.number >= since and "receipt" not in t.user_attrs:
+            attrs = {k: v for k, v in t.user_attrs.items() if k in ("run_id", "run_key")}
+            study.enqueue_trial(t.params, user_attrs=attrs)
+            log(f"  (trial #{t.number} was interrupted: its settings are queued for the next run)")
+
+
+def _passed(study: optuna.Study) -> FrozenTrial | None:
+    return next(
+        (t for t in study.get_trials(states=(TrialState.COMPLETE,)) if t.user_attrs.get("passed")), None
+    )
+
+
+@dataclass
+class _Plan:
+    """What differs between a sweep and an optimisation; the trial loop is shared."""
+
+    space: Mapping[str, Dim]
+    runs: dict[str, tuple[int, Run]]
+    n_runs: int
+    budget: int | None
+    sampler_label: str
+    sweep: bool
+
+
+def _objective(
+    rig: Rig, plan: _Plan, study: optuna.Study, settings: Settings, store: FileSystemArtifactStore, log: Log
+) -> Callable[[optuna.Trial], float]:
+    config = rig.config
+
+    def objective(trial: optuna.Trial) -> float:
+        key = trial.user_attrs.get("run_key")
+        fixed: dict[str, dict[str, float]] = {}
+        if key is not None:
+            if key not in plan.runs:
+                raise optuna.TrialPruned("enqueued by another version of the config")
+            i, run = plan.runs[key]
+            title = f"EXPERIMENT {i + 1}/{plan.n_runs}: {run.id}"
+            run_id, export_file = run.id, run.export_file
+            names = set(flatten(run.params())) if plan.sweep else set(plan.space)
+            fixed = {
+                a: {k: v for k, v in vals.items() if f"{a}.{k}" not in plan.space}
+                for a, vals in run.params().items()
+            }
+        elif plan.sweep:
+            study.stop()  # another worker drained the queue between our check and this trial
+            raise optuna.TrialPruned("no run left in the queue")
+        else:
+            done = _finished(study)
+            of = f"/{plan.budget}" if plan.budget else ""
+            title = f"TRIAL {done + 1}{of} (#{trial.number}, {plan.sampler_label})"
+            run_id, export_file = (
+                f"trial-{trial.number}",
+                _export_name(settings, study.study_name, trial.number),
+            )
+            names = set(plan.space)
+        log("")
+        log("=" * 70)
+        log(title)
+        log("=" * 70)
+        params = suggest(trial, plan.space, only=names)
+        for alias, vals in fixed.items():
+            params.setdefault(alias, {}).update(vals)
+        try:
+            receipt = run_trial(
+                rig,
+                run_id,
+                export_file,
+                params,
+                study=study.study_name,
+                trial=trial.number,
+                trial_started=_started(trial),
+            )
+        except TrialFailed as e:
+            record(trial, e.receipt)
+            raise
+        record(trial, receipt)
+        try:
+            upload_artifact(
+                artifact_store=store,
+                file_path=str(rig.project_root / export_file),
+                study_or_trial=trial,
+                mimetype="audio/wav",
+            )
+        except OSError as e:
+            log(f"  (export not attached to the dashboard: {e})")
+        res = receipt["results"]
+        trial.set_constraint("peak_over_limit_db", res["peak_dbfs"] - config.peak_limit_dbfs)
+        return loss(res["lufs_i"], res["peak_dbfs"], config.target_lufs, config.peak_limit_dbfs)
+
+    return objective
+
+
+def run(
     config: SweepConfig,
     settings: Settings,
     *,
     study_name: str,
-    restart: bool,
     log: Log,
+    mode: str = "sweep",
+    restart: bool = False,
+    trials: int | None = None,
+    sampler: SamplerName = "auto",
+    seed: int | None = None,
+    with_runs: bool = False,
+    refine: bool = False,
     project_root: Path = Path("."),
-) -> SweepResult:
-    """Run the config's runs in order as enqueued trials, stopping at the first export that passes."""
-    study = load_or_create_study(settings, study_name, restart=restart)
+) -> StudyResult:
+    """`sweep`: the config's runs in order, stop at the first pass. `optimize`: search the space up to
+    `trials` finished trials in total (over resumes), stop at the first pass unless `refine`."""
+    sweep = mode == "sweep"
     url = settings.storage_url()
-    path = settings.receipts_path()
-    study.set_user_attr("kind", "sweep")
+    storage = open_storage(url, heartbeat_s=settings.heartbeat_s, grace_s=settings.grace_s)
+    study = load_or_create_study(storage, study_name, restart=restart)
+    study.set_user_attr("kind", mode)
     study.set_user_attr("target_lufs", config.target_lufs)
     study.set_user_attr("peak_limit_dbfs", config.peak_limit_dbfs)
-    uid = str(study.user_attrs["uid"])
+    path = settings.receipts_path()
     logged = reconcile(study, path, log)
-    fail_stale_running(study, log)
-    already = next(
-        (t for t in study.get_trials(states=(TrialState.COMPLETE,)) if t.user_attrs.get("passed")), None
-    )
-    if already is not None:
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        log(
+            f"  (trial #{t.number} is running in another worker, or was killed less than {settings.grace_s} s "
+            "ago: a dead one is retried once its heartbeat is that old)"
+        )
+    already = _passed(study)
+    if already is not None and not refine:
         log(
             f"Study {study_name!r} already passed in trial #{already.number} ({already.user_attrs.get('export_file')})."
         )
-        log("Nothing to do: use --restart (or another --study) to sweep again.")
-        return SweepResult(study_name, url, study.get_trials(), already)
+        log(
+            "Nothing to do: use --restart (or another --study) to start again"
+            + ("" if sweep else ", --refine to go on")
+            + "."
+        )
+        return StudyResult(study_name, url, study.get_trials(), already)
+    if not sweep and trials is not None and _finished(study) >= trials:
+        log(f"Study {study_name!r} has used its budget of {trials} trials: raise --trials to go on.")
+        return StudyResult(study_name, url, study.get_trials(), None, budget_used=True)
+    optuna_sampler, label = make_sampler(sampler, seed) if not sweep else (None, "sweep")
+    if optuna_sampler is not None:
+        study.sampler = optuna_sampler
 
     with open_backend(settings, config, log) as backend:
         chain = prepare_chain(backend.osc, config, settings, log)
-        space: dict[str, tuple[float, float]] = {}
-        for alias, keys in config.physical_keys().items():
-            for key in keys:
-                lo, hi, _ = chain.learn(alias, key)
-                space[f"{alias}.{key}"] = (lo, hi)
+        space = build_space(chain, config, from_targets=not sweep)
+        if not sweep:
+            log("Search space:")
+            for name, dim in space.items():
+                log(f"  {name}: {dim.describe()}")
         log("Setting master fader to 0.0 dB...")
         chain.set_fader_0db()
         log("  ✓ Master fader set to 0.0 dB")
-
-        trials = study.get_trials(deepcopy=False)
-        done = {t.user_attrs.get("run_key") for t in trials if t.state == TrialState.COMPLETE}
-        waiting = {t.user_attrs.get("run_key") for t in trials if t.state == TrialState.WAITING}
-        todo = [r for r in config.runs if run_key(r) not in done]
-        for r in config.runs:
-            if run_key(r) in done:
-                log(f"  (run {r.id} already done in this study: skipped)")
-        for r in todo:
-            if run_key(r) not in waiting:
-                study.enqueue_trial(flatten(r.params()), user_attrs={"run_id": r.id, "run_key": run_key(r)})
-        by_key = {run_key(r): (i, r) for i, r in enumerate(config.runs)}
+        if sweep or with_runs:
+            _enqueue_runs(study, config.runs, log)
+        plan = _Plan(
+            space=space,
+            runs={run_key(r): (i, r) for i, r in enumerate(config.runs)},
+            n_runs=len(config.runs),
+            budget=trials,
+            sampler_label=label,
+            sweep=sweep,
+        )
         rig = Rig(chain, backend.exporter, config, project_root, config.auto_export.timeout_s, log)
-
-        def objective(trial: optuna.Trial) -> float:
-            key = trial.user_attrs.get("run_key")
-            if key not in by_key:
-                raise TrialFailed({"error": "enqueued by an earlier version of the config: skipped"})
-            i, run = by_key[key]
-            log("")
-            log("=" * 70)
-            log(f"EXPERIMENT {i + 1}/{len(config.runs)}: {run.id}")
-            log("=" * 70)
-            params = suggest(trial, space, only=flatten(run.params()))
+        store = FileSystemArtifactStore(str(_artifacts(settings)))
+        callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [_mirror(path, logged, log)]
+        if not refine:
+            callbacks.append(_stop_on_pass)
+        if sweep:
+            n = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        else:
+            assert trials is not None
+            n = max(0, trials - _finished(study))
+            callbacks.append(_budget(trials))
+        first = len(study.get_trials(deepcopy=False))
+        if n:
             try:
-                receipt = run_trial(
-                    rig, run.id, run.export_file, params, study=study_name, study_uid=uid, trial=trial.number
+                study.optimize(
+                    _objective(rig, plan, study, settings, store, log),
+                    n_trials=n,
+                    callbacks=callbacks,
+                    catch=(TrialFailed,),
                 )
-            except TrialFailed as e:
-                record(trial, e.receipt)
+            except KeyboardInterrupt:
+                _requeue_interrupted(study, first, log)
                 raise
-            record(trial, receipt)
-            res = receipt["results"]
-            trial.set_constraint("peak_over_limit_db", res["peak_dbfs"] - config.peak_limit_dbfs)
-            return loss(res["lufs_i"], res["peak_dbfs"], config.target_lufs, config.peak_limit_dbfs)
+    return StudyResult(study_name, url, study.get_trials(), _passed(study))
 
-        n_waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-        if n_waiting:
-            study.optimize(
-                objective,
-                n_trials=n_waiting,
-                callbacks=[_mirror(path, logged, log), _stop_on_pass],
-                catch=(TrialFailed,),
-            )
-    trials = study.get_trials()
-    passed = next((t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("passed")), None)
-    return SweepResult(study_name, url, trials, passed)
+
+def _artifacts(settings: Settings) -> Path:
+    settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    return settings.artifacts_dir

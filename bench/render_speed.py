@@ -28,7 +28,8 @@ def main() -> None:
     x = demo_track(spec)
     synth = time.perf_counter() - t0
     params = ChainParams(
-        GlueParams(threshold_db=-24.0, ratio=4.0, makeup_db=10.0), LimiterParams(gain_db=18.0, ceiling_db=-6.3)
+        GlueParams(threshold_db=-24.0, ratio=4.0, makeup_db=10.0),
+        LimiterParams(gain_db=18.0, ceiling_db=-6.3),
     )
     renders, analyses = [], []
     for _ in range(args.repeat):
@@ -52,7 +53,9 @@ def main() -> None:
     print(f"demo synthesis ({spec.seconds:g} s):   {synth:.3f} s")
     print(f"render, whole chain:        median {render_s:.3f} s  = {spec.seconds / render_s:.0f}x real time")
     print(f"analysis in memory:         median {statistics.median(analyses):.3f} s")
-    print(f"analysis of the 24-bit WAV: median {statistics.median(files):.3f} s (read + sha256 + LUFS + peaks)")
+    print(
+        f"analysis of the 24-bit WAV: median {statistics.median(files):.3f} s (read + sha256 + LUFS + peaks)"
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ from autotune.live.export import stamp, wait_for_export, wav_problem
 def wav_bytes(seconds: float = 0.5) -> bytes:
     buf = io.BytesIO()
     t = np.arange(int(48_000 * seconds)) / 48_000
-    sf.write(buf, np.stack([np.sin(2 * np.pi * 440 * t)] * 2, axis=1) * 0.5, 48_000, subtype="PCM_24", format="WAV")
+    sf.write(
+        buf, np.stack([np.sin(2 * np.pi * 440 * t)] * 2, axis=1) * 0.5, 48_000, subtype="PCM_24", format="WAV"
+    )
     return buf.getvalue()
 
 

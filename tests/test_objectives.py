@@ -5,7 +5,17 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from objectives import PEAK_WEIGHT, flatten, loss, param_name, peak_violation, suggest, unflatten
+from objectives import (
+    PEAK_WEIGHT,
+    Choice,
+    Range,
+    flatten,
+    loss,
+    param_name,
+    peak_violation,
+    suggest,
+    unflatten,
+)
 
 
 def test_loss_is_the_lufs_gap_plus_weighted_peak_overshoot() -> None:
@@ -21,7 +31,11 @@ def test_loss_never_buys_loudness_with_peak_overshoot() -> None:
 
 
 def test_suggest_with_fixed_trial_returns_physical_values_by_device() -> None:
-    space = {"glue.threshold_db": (-40.0, 0.0), "limiter.gain_db": (-24.0, 36.0), "limiter.ceiling_db": (-24.0, 0.0)}
+    space = {
+        "glue.threshold_db": Range(-40.0, 0.0),
+        "limiter.gain_db": Range(-24.0, 36.0),
+        "limiter.ceiling_db": Range(-24.0, 0.0),
+    }
     trial = optuna.trial.FixedTrial({"glue.threshold_db": -30.0, "limiter.gain_db": 28.0})
     assert suggest(trial, space, only=["glue.threshold_db", "limiter.gain_db"]) == {
         "glue": {"threshold_db": -30.0},
@@ -37,3 +51,16 @@ def test_flatten_round_trip() -> None:
     assert flat == {"glue.threshold_db": -30.0, "glue.makeup_db": 15.0, "limiter.gain_db": 28.0}
     assert unflatten(flat) == params
     assert param_name("utility", "gain_db") == "utility.gain_db"
+
+
+def test_stepped_parameters_are_categorical() -> None:
+    space = {"glue.ratio": Choice((2.0, 4.0, 10.0)), "glue.threshold_db": Range(-40.0, 0.0)}
+    assert suggest(optuna.trial.FixedTrial({"glue.ratio": 10.0, "glue.threshold_db": -12.5}), space) == {
+        "glue": {"ratio": 10.0, "threshold_db": -12.5}
+    }
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = {suggest(study.ask(), space)["glue"]["ratio"] for _ in range(30)}
+    assert seen == {2.0, 4.0, 10.0}
+    assert Choice((2.0, 4.0)).contains(4.0) and not Choice((2.0, 4.0)).contains(3.0)
+    with pytest.raises(ValueError):
+        Range(1.0, 1.0)

@@ -12,11 +12,21 @@ from autotune import receipts
 def test_append_and_read_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "out" / "experiments.jsonl"
     for i in range(3):
-        receipts.append(path, {"id": f"r{i}", "study_uid": "u1", "trial": i, "results": {"lufs_i": -12.5 + i}})
+        receipts.append(
+            path,
+            {
+                "id": f"r{i}",
+                "study": "s",
+                "trial": i,
+                "trial_started": "t0",
+                "results": {"lufs_i": -12.5 + i},
+            },
+        )
     lines = path.read_text().splitlines()
     assert len(lines) == 3 and all(json.loads(line)["id"] for line in lines)
-    assert receipts.logged_trials(path, "u1") == {0, 1, 2}
-    assert receipts.logged_trials(path, "other") == set()
+    # A restarted study numbers trials from 0 again: the start time tells them apart.
+    assert receipts.logged_trials(path) == {("s", 0, "t0"), ("s", 1, "t0"), ("s", 2, "t0")}
+    assert receipts.trial_key("s", 0, "t1") not in receipts.logged_trials(path)
 
 
 def test_a_torn_tail_is_moved_aside_and_nothing_whole_is_lost(tmp_path: Path) -> None:

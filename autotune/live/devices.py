@@ -196,6 +196,12 @@ class MasterChain:
             raise ValueOutOfRange(f"{alias}.{key}: {e}") from None
         return lo / s.unit.factor, hi / s.unit.factor, s.law.describe_range()
 
+    def choices(self, alias: str, key: str) -> list[float] | None:
+        """The values a stepped parameter can take, in the key's units (None when continuous)."""
+        s = self.slot(alias, key)
+        steps = s.law.steps(self._probe(s.device_index, s.param.index))
+        return None if steps is None else [v / s.unit.factor for v in steps]
+
     def check(self, alias: str, key: str, value: float, where: str) -> None:
         lo, hi, shown = self.learn(alias, key)
         s = self.slots[(alias, key)]
@@ -204,6 +210,12 @@ class MasterChain:
         if not (lo - slack <= value <= hi + slack):
             raise ValueOutOfRange(
                 f"{where}.{alias}.{key} = {value:g} is outside {s.device_name} {s.param.name} range {shown}"
+            )
+        steps = self.choices(alias, key)
+        if steps is not None and not any(abs(v - value) <= slack + 1e-9 for v in steps):
+            allowed = ", ".join(f"{v:g}" for v in steps)
+            raise ValueOutOfRange(
+                f"{where}.{alias}.{key} = {value:g}: {s.device_name} {s.param.name} can only be {allowed}"
             )
 
     def write(self, alias: str, key: str, value: float) -> Applied:

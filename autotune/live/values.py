@@ -137,6 +137,23 @@ class DisplayLaw:
             if raw not in self.samples:
                 self.samples[raw] = probe(raw)
 
+    def steps(self, probe: Probe) -> list[float] | None:
+        """The values a stepped or quantized parameter can show, or None for a continuous one.
+
+        A law is stepped when the coarse grid already shows a value twice; then a 33-point grid finds
+        every step wider than 1/32 of the raw range (Glue's 7 attack steps, 3 ratios).
+        """
+        self.learn(probe)
+        values = [v for _, v in self.numeric_points()]
+        if not self.quantized and len(set(values)) == len(values):
+            return None
+        if not self.quantized:
+            for i in range(33):
+                raw = self.raw_min + (self.raw_max - self.raw_min) * i / 32
+                if raw not in self.samples:
+                    self.samples[raw] = probe(raw)
+        return sorted({v for _, v in self.numeric_points()})
+
     def numeric_points(self) -> list[tuple[float, float]]:
         return sorted((r, d.value) for r, d in self.samples.items() if d.numeric and d.value is not None)
 

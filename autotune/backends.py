@@ -1,0 +1,85 @@
+"""The two backends behind one small interface: an OSC client plus an exporter.
+
+`sim` starts the virtual Live in-process on free loopback ports (and is the only place runtime code imports
+`autotune.sim`); `live` talks AbletonOSC to a real Live, or to `autotune sim serve` with `--export sim`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from autotune.config import SweepConfig
+from autotune.errors import ConfigError
+from autotune.live.client import OscClient
+from autotune.live.export import Exporter, ManualExporter
+from autotune.settings import Settings
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Backend:
+    osc: OscClient
+    exporter: Exporter
+    description: str
+
+
+@contextmanager
+def open_backend(settings: Settings, config: SweepConfig, log: Log) -> Iterator[Backend]:
+    """The virtual Live in-process on free ports (`sim`), or a real Live over AbletonOSC (`live`)."""
+    if settings.backend == "sim":
+        from autotune.sim import SimExporter, SimOptions, VirtualLive
+
+        live = VirtualLive(
+            "127.0.0.1",
+            0,
+            reply_port=0,
+            export_root=settings.output_dir,
+            options=SimOptions(cache_dir=settings.cache_dir),
+        )
+        osc = OscClient(
+            "127.0.0.1",
+            live.port,
+            reply_host="127.0.0.1",
+            reply_port=0,
+            timeout=settings.timeout,
+            retries=settings.retries,
+        )
+        live.reply_port = osc.reply_port
+        live.start()
+        try:
+            yield Backend(osc, SimExporter(osc, log), f"virtual Live on 127.0.0.1:{live.port}")
+        finally:
+            osc.close()
+            live.close()
+        return
+    osc = OscClient(
+        settings.host,
+        settings.port,
+        reply_host=settings.reply_host,
+        reply_port=settings.reply_port,
+        timeout=settings.timeout,
+        retries=settings.retries,
+    )
+    try:
+        yield Backend(
+            osc, make_exporter(settings, config, osc, log), f"Live at {settings.host}:{settings.port}"
+        )
+    finally:
+        osc.close()
+
+
+def make_exporter(settings: Settings, config: SweepConfig, osc: OscClient, log: Log) -> Exporter:
+    choice = settings.export
+    if choice == "sim":
+        from autotune.sim import SimExporter
+
+        return SimExporter(osc, log)
+    if choice == "auto" and config.auto_export.is_enabled():
+        raise ConfigError(
+            "auto_export: AppleScript export is not available in this version; "
+            'set "auto_export": {"enabled": false} to export by hand'
+        )
+    return ManualExporter(log)

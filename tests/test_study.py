@@ -1,0 +1,327 @@
+"""Adaptive search and the study life cycle: budgets over resumes, samplers, kills, workers, dashboard."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.artifacts import get_all_artifact_meta
+from optuna.trial import TrialState
+
+from autotune import samplers
+from autotune.cli import main
+from autotune.errors import ConfigError
+
+STORAGE = "sqlite:///studies/autotune.db"
+
+
+def receipts(project: Path) -> list[dict]:
+    path = project / "output" / "experiments.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    s = socket.socket(socket.AF_INET, kind)
+    s.bind(("127.0.0.1", 0))
+    port = int(s.getsockname()[1])
+    s.close()
+    return port
+
+
+def env_for(project: Path, demo_cache: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOTUNE_")}
+    return {**env, "AUTOTUNE_CACHE_DIR": str(demo_cache), **extra}
+
+
+def autotune(*args: str) -> list[str]:
+    return [sys.executable, "-m", "autotune", *args]
+
+
+def test_optimize_reaches_the_target_and_records_everything(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["optimize", "configs/streaming.json", "--trials", "20", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "Search space:" in out and "  limiter.ceiling_db: -7 .. -1.05" in out
+    assert "✅ TARGET HIT" in out
+    study = optuna.load_study(study_name="streaming-optimize", storage=STORAGE)
+    trials = study.get_trials()
+    rows = receipts(project)
+    assert len(rows) == len(trials) <= 20
+    assert [r["trial"] for r in rows] == [t.number for t in trials]
+    last = trials[-1]
+    assert last.user_attrs["passed"] and abs(last.user_attrs["lufs_i"] + 14.0) <= 0.5
+    assert last.user_attrs["peak_dbfs"] <= -1.0
+    for t in trials:
+        assert set(t.params) == {
+            "glue.threshold_db",
+            "glue.makeup_db",
+            "limiter.gain_db",
+            "limiter.ceiling_db",
+        }
+        assert -7.0 <= t.params["limiter.ceiling_db"] <= -1.05
+        assert t.constraints == {"peak_over_limit_db": pytest.approx(t.user_attrs["peak_dbfs"] + 1.0)}
+        assert {
+            "lufs_i",
+            "peak_dbfs",
+            "true_peak_dbtp",
+            "pass_lufs",
+            "pass_peak",
+            "export_file",
+            "sha256",
+        } <= set(t.user_attrs)
+    # Every export is attached to its trial as audio the dashboard can play.
+    store = optuna.artifacts.FileSystemArtifactStore("studies/artifacts")
+    metas = get_all_artifact_meta(last, storage=study._storage)
+    assert [m.mimetype for m in metas] == ["audio/wav"]
+    with store.open_reader(metas[0].artifact_id) as f:
+        assert f.read(4) == b"RIFF"
+    # A passed study is not searched again unless asked to refine.
+    assert main(["optimize", "configs/streaming.json", "--trials", "20"]) == 0
+    assert "already passed" in capsys.readouterr().out
+
+
+def test_trials_budget_counts_over_resumes(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["optimize", "configs/master_sweep.json", "--refine", "--study", "budget"]
+    assert main([*args, "--trials", "2"]) == 0
+    assert len(receipts(project)) == 2
+    assert main([*args, "--trials", "2"]) == 0
+    assert "has used its budget of 2 trials" in capsys.readouterr().out
+    assert main([*args, "--trials", "3"]) == 0
+    assert len(receipts(project)) == 3
+    assert [r["trial"] for r in receipts(project)] == [0, 1, 2]
+
+
+def test_with_runs_enqueues_the_config_runs_first(project: Path) -> None:
+    assert main(["optimize", "configs/streaming.json", "--trials", "1", "--with-runs"]) == 0
+    (row,) = receipts(project)
+    assert row["id"] == "baseline" and row["export_file"] == "output/streaming_baseline.wav"
+    assert row["params"]["limiter"] == {"gain_db": 3.0, "ceiling_db": -1.5}
+
+
+def test_sampler_choice_depends_on_torch(monkeypatch: pytest.MonkeyPatch, project: Path, capsys) -> None:
+    monkeypatch.setattr(samplers, "torch_available", lambda: False)
+    sampler, label = samplers.make_sampler("auto")
+    assert isinstance(sampler, optuna.samplers.TPESampler) and label == "TPE"
+    assert sampler._n_startup_trials == samplers.STARTUP_TRIALS == 5
+    with pytest.raises(ConfigError, match="needs torch"):
+        samplers.make_sampler("gp")
+    assert main(["optimize", "configs/streaming.json", "--sampler", "gp"]) == 20
+    assert "needs torch" in capsys.readouterr().err
+    assert receipts(project) == []
+    monkeypatch.setattr(samplers, "torch_available", lambda: True)
+    sampler, label = samplers.make_sampler("auto", seed=4)
+    assert isinstance(sampler, optuna.samplers.GPSampler) and label == "GP"
+    assert isinstance(samplers.make_sampler("cmaes")[0], optuna.samplers.CmaEsSampler)
+    assert isinstance(samplers.make_sampler("random")[0], optuna.samplers.RandomSampler)
+
+
+def test_unseeded_workers_draw_different_points() -> None:
+    a, _ = samplers.make_sampler("random")
+    b, _ = samplers.make_sampler("random")
+    sa = optuna.create_study(sampler=a)
+    sb = optuna.create_study(sampler=b)
+    assert sa.ask().suggest_float("x", 0, 1) != sb.ask().suggest_float("x", 0, 1)
+
+
+def test_resume_after_sigkill_mid_trial(project: Path, demo_cache: Path) -> None:
+    env = env_for(project, demo_cache, AUTOTUNE_HEARTBEAT_S="1", AUTOTUNE_GRACE_S="2")
+    proc = subprocess.Popen(
+        autotune("sweep", "configs/master_sweep.json"),
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("EXPERIMENT 2/3"):
+            time.sleep(0.3)  # inside the trial: setting parameters or exporting
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    assert [r["id"] for r in receipts(project)] == ["iter7"]
+    time.sleep(2.5)  # the killed trial's heartbeat goes stale
+    done = subprocess.run(
+        autotune("sweep", "configs/master_sweep.json"),
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = (project / "output" / "experiments.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]  # every line parses: nothing torn
+    assert sorted(r["id"] for r in rows) == ["iter7", "iter8", "iter9"]  # the killed run retried, none twice
+    study = optuna.load_study(study_name="master_sweep", storage=STORAGE)
+    states = [t.state for t in study.get_trials()]
+    assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.COMPLETE) == 3
+    killed = next(t for t in study.get_trials() if t.state == TrialState.FAIL)
+    retried = next(t for t in study.get_trials() if t.system_attrs.get("failed_trial") == killed.number)
+    assert retried.params == killed.params and retried.user_attrs["run_id"] == "iter8"
+
+
+def _many_runs_config(project: Path, n: int = 6) -> str:
+    config = json.loads((project / "configs" / "master_sweep.json").read_text())
+    base = config["runs"][1]
+    config["runs"] = [
+        {
+            **base,
+            "id": f"run{i}",
+            "export_file": f"output/run{i}.wav",
+            "limiter": {"ceiling_db": -6.3, "gain_db": 10.0 + i},
+        }
+        for i in range(n)
+    ]
+    (project / "configs" / "many.json").write_text(json.dumps(config))
+    return "configs/many.json"
+
+
+def _two_workers(project: Path, demo_cache: Path, storage: str) -> None:
+    """Two `sweep` processes on one study drain its list of runs: each run done exactly once."""
+    config = _many_runs_config(project)
+    env = env_for(project, demo_cache)
+    workers = [
+        subprocess.Popen(
+            autotune("sweep", config, "--storage", storage),
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [w.communicate(timeout=180) for w in workers]
+    for w, (out, err) in zip(workers, outs, strict=True):
+        assert w.returncode == 0, out + err
+    ok = [r["id"] for r in receipts(project) if r["status"] == "ok"]
+    assert sorted(ok) == [f"run{i}" for i in range(6)]
+    assert all("EXPERIMENT" in out for out, _ in outs)  # both workers did work
+
+
+def test_two_workers_share_a_journal_file(project: Path, demo_cache: Path) -> None:
+    _two_workers(project, demo_cache, "studies/shared.journal")
+
+
+def _pg_bin() -> Path | None:
+    for cand in [
+        shutil.which("pg_ctl"),
+        *sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), reverse=True),
+    ]:
+        if cand:
+            return Path(cand).parent
+    return None
+
+
+@pytest.fixture
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL server on a free port (initdb + pg_ctl), as a non-root user when root."""
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
+    data = Path(tempfile.mkdtemp(prefix="autotune-pg-"))  # outside pytest's root-only tmp tree
+    port = free_port()
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(data, "nobody")
+        run_as = ["runuser", "-u", "nobody", "--"]
+    db = str(data / "db")
+    subprocess.run(
+        [*run_as, str(bindir / "initdb"), "-D", db, "-U", "autotune", "--auth=trust"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
+    subprocess.run(
+        [*run_as, str(bindir / "pg_ctl"), "-D", db, "-l", str(data / "log"), "-w", "-o", options, "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql+psycopg://autotune@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*run_as, str(bindir / "pg_ctl"), "-D", db, "-m", "immediate", "stop"], capture_output=True
+        )
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_two_workers_share_postgresql(project: Path, demo_cache: Path, postgres: str) -> None:
+    _two_workers(project, demo_cache, postgres)
+    study = optuna.load_study(study_name="many", storage=postgres)
+    assert len([t for t in study.get_trials() if t.state == TrialState.COMPLETE]) == 6
+
+
+def test_bad_storage_is_one_line_exit_20(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for storage, words in [
+        ("nosuchdb://x", "storage 'nosuchdb://x'"),
+        ("studies/plain.txt", "not a storage URL"),
+    ]:
+        assert main(["sweep", "configs/master_sweep.json", "--storage", storage]) == 20
+        err = capsys.readouterr().err.strip()
+        assert words in err and "\n" not in err
+    assert receipts(project) == []
+
+
+def test_report_prints_a_table_and_writes_plots(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sweep", "configs/master_sweep.json"]) == 0
+    capsys.readouterr()
+    assert main(["report"]) == 0
+    out = capsys.readouterr().out
+    assert "study master_sweep: 3 trials" in out and "limiter.gain_db" in out
+    page = (project / "studies" / "master_sweep-report.html").read_text()
+    assert page.count("<svg") == 3 and "LUFS against" in page
+    assert main(["report", "--study", "nope"]) == 20
+
+
+def test_dashboard_api_serves_the_study_and_its_audio(project: Path, demo_cache: Path) -> None:
+    assert main(["optimize", "configs/streaming.json", "--trials", "2", "--refine", "--seed", "1"]) == 0
+    port = free_port()
+    server = subprocess.Popen(
+        autotune("dashboard", "--port", str(port)),
+        cwd=project,
+        env=env_for(project, demo_cache),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                studies = json.load(urllib.request.urlopen(f"{base}/api/studies", timeout=2))
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("dashboard did not start")
+        (summary,) = studies["study_summaries"]
+        assert summary["study_name"] == "streaming-optimize"
+        detail = json.load(urllib.request.urlopen(f"{base}/api/studies/{summary['study_id']}", timeout=5))
+        trial = detail["trials"][0]
+        attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
+        assert "lufs_i" in attrs and "peak_dbfs" in attrs
+        (artifact,) = trial["artifacts"]
+        assert artifact["mimetype"] == "audio/wav"
+        url = f"{base}/artifacts/{summary['study_id']}/{trial['trial_id']}/{artifact['artifact_id']}"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            assert resp.headers["Content-Type"] == "audio/wav" and resp.read(4) == b"RIFF"
+    finally:
+        server.terminate()
+        server.communicate(timeout=10)
