@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo sweep-demo test lint venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/autotune optimize configs/streaming.json --trials 20 --backend sim --restart
+
+sweep-demo: $(STAMP)
 	$(BIN)/autotune sweep configs/master_sweep.json --backend sim --restart
 
 test: $(STAMP)

@@ -37,7 +37,7 @@ from objectives import Dim, flatten, loss, suggest
 Log = Callable[[str], None]
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+optuna.logging.set_verbosity(optuna.logging.ERROR)  # our console reports every trial
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 

@@ -325,3 +325,30 @@ def test_dashboard_api_serves_the_study_and_its_audio(project: Path, demo_cache:
     finally:
         server.terminate()
         server.communicate(timeout=10)
+
+
+def test_ctrl_c_mid_trial_exits_130_and_the_next_run_retries_it(project: Path, demo_cache: Path) -> None:
+    env = env_for(project, demo_cache)
+    args = autotune("optimize", "configs/streaming.json", "--trials", "4", "--refine", "--seed", "2")
+    proc = subprocess.Popen(
+        args, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("TRIAL 2/4"):
+            time.sleep(0.2)
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "interrupted: finished trials are logged" in err and "Traceback" not in err
+    assert "its settings are queued for the next run" in out
+    assert len(receipts(project)) == 1
+    study = optuna.load_study(study_name="streaming-optimize", storage=STORAGE)
+    interrupted = next(t for t in study.get_trials() if t.state == TrialState.FAIL)
+    done = subprocess.run(args, cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = receipts(project)
+    assert len(rows) == 4 and len({(r["trial"], r["trial_started"]) for r in rows}) == 4
+    retried = study.get_trials()[interrupted.number + 1]
+    assert retried.params == interrupted.params and retried.state == TrialState.COMPLETE
