@@ -8,6 +8,8 @@ failed and its parameters (and run id) are enqueued again by `RetryHeartbeatStal
 
 from __future__ import annotations
 
+import fcntl
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -101,12 +103,21 @@ def open_storage(url: str, *, heartbeat_s: int = 5, grace_s: int = 20) -> BaseSt
                 raise ConfigError(f"storage {url!r}: {e} ({driver})") from None
             except Exception as e:  # SQLAlchemy: unknown dialect, unreachable server, bad credentials
                 # Workers starting together on a new database race to create its tables: try again.
-                if "UniqueViolation" in type(e).__name__ + str(e) and attempt < 4:
+                if _creation_race(e) and attempt < 4:
                     time.sleep(0.2 * (attempt + 1))
                     continue
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise ConfigError(f"storage {url!r}: {first}") from None
         raise AssertionError("unreachable")
+
+
+def _creation_race(e: Exception) -> bool:
+    """Two workers creating a new database's tables at once: one sees the other's half-made schema."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    return isinstance(e, (IntegrityError, ProgrammingError)) and any(
+        word in str(e) for word in ("already exists", "UniqueViolation", "DuplicateTable", "duplicate key")
+    )
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
@@ -135,3 +146,58 @@ def load_or_create_study(storage: BaseStorage, name: str, *, restart: bool = Fal
         study.set_metric_names(["loss"])
         optuna.storages.fail_stale_trials(study)
     return study
+
+
+def local_file(url: str) -> Path | None:
+    """The file behind a SQLite URL or a journal path: storage only this machine's workers can share."""
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///"))
+    if url.endswith(".journal") and "://" not in url:
+        return Path(url)
+    return None
+
+
+class WorkerLock:
+    """Every worker holds a shared lock beside a local storage file while it runs. A worker that can take
+    it exclusively at start-up knows no other worker on this machine is alive, so every RUNNING trial was
+    left by a crash or kill and is retried at once instead of after the heartbeat's grace period. (The
+    kernel drops a dead process's lock, SIGKILL included.)"""
+
+    def __init__(self, storage_file: Path, study: str) -> None:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in study)
+        self.path = storage_file.with_name(f"{storage_file.name}.{safe}.workers")
+        self.fd: int | None = None
+
+    def __enter__(self) -> bool:
+        """Take the lock; True when this is the only worker on this machine."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = True
+        except BlockingIOError:
+            alone = False
+        fcntl.flock(self.fd, fcntl.LOCK_SH)  # converting keeps other workers' shared locks possible
+        return alone
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def recover_running(study: optuna.Study) -> list[int]:
+    """Fail every RUNNING trial and queue its parameters again (only when no other worker is alive)."""
+    storage = study._storage
+    callback = storage.get_heartbeat_stale_trial_callback() if isinstance(storage, BaseHeartbeat) else None
+    recovered = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        try:
+            if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        recovered.append(t.number)
+        if callback is not None:
+            callback(study, storage.get_trial(t._trial_id))
+    return recovered

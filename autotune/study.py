@@ -8,6 +8,7 @@ one receipt per finished trial, none twice.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -31,7 +32,7 @@ from autotune.runner import Rig, TrialFailed, run_trial
 from autotune.samplers import SamplerName, make_sampler
 from autotune.settings import Settings
 from autotune.space import build_space
-from autotune.storage import load_or_create_study, open_storage
+from autotune.storage import WorkerLock, load_or_create_study, local_file, open_storage, recover_running
 from objectives import Dim, flatten, loss, suggest
 
 Log = Callable[[str], None]
@@ -204,6 +205,22 @@ def _objective(
             if key not in plan.runs:
                 raise optuna.TrialPruned("enqueued by another version of the config")
             i, run = plan.runs[key]
+            # Workers that start together may both queue a run; the earliest queue entry is the one that runs.
+            twin = next(
+                (
+                    t
+                    for t in study.get_trials(
+                        deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
+                    )
+                    if t.number < trial.number and t.user_attrs.get("run_key") == key
+                ),
+                None,
+            )
+            if twin is not None:
+                log(
+                    f"  (run {run.id} is queued or done as trial #{twin.number}: duplicate #{trial.number} skipped)"
+                )
+                raise optuna.TrialPruned(f"duplicate of trial #{twin.number}")
             title = f"EXPERIMENT {i + 1}/{plan.n_runs}: {run.id}"
             run_id, export_file = run.id, run.export_file
             names = set(flatten(run.params())) if plan.sweep else set(plan.space)
@@ -277,10 +294,47 @@ def run(
 ) -> StudyResult:
     """`sweep`: the config's runs in order, stop at the first pass. `optimize`: search the space up to
     `trials` finished trials in total (over resumes), stop at the first pass unless `refine`."""
-    sweep = mode == "sweep"
     url = settings.storage_url()
     storage = open_storage(url, heartbeat_s=settings.heartbeat_s, grace_s=settings.grace_s)
     study = load_or_create_study(storage, study_name, restart=restart)
+    local = local_file(url)
+    with contextlib.ExitStack() as stack:
+        if local is not None and stack.enter_context(WorkerLock(local, study_name)):
+            for n in recover_running(study):
+                log(f"  (trial #{n} was left running by a crash or kill: failed, its settings queued again)")
+        return _run(
+            study,
+            config,
+            settings,
+            url=url,
+            log=log,
+            mode=mode,
+            trials=trials,
+            sampler=sampler,
+            seed=seed,
+            with_runs=with_runs,
+            refine=refine,
+            project_root=project_root,
+        )
+
+
+def _run(
+    study: optuna.Study,
+    config: SweepConfig,
+    settings: Settings,
+    *,
+    url: str,
+    log: Log,
+    mode: str,
+    trials: int | None,
+    sampler: SamplerName,
+    seed: int | None,
+    with_runs: bool,
+    refine: bool,
+    project_root: Path,
+) -> StudyResult:
+    sweep = mode == "sweep"
+    study_name = study.study_name
     study.set_user_attr("kind", mode)
     study.set_user_attr("target_lufs", config.target_lufs)
     study.set_user_attr("peak_limit_dbfs", config.peak_limit_dbfs)

@@ -265,3 +265,22 @@ def test_fader_is_set_to_unity_and_read_back(live_pair: tuple[VirtualLive, OscCl
     chain = _chain(client)
     chain.set_fader_0db()
     assert sim.song.master.volume == pytest.approx(FADER_0DB)
+
+
+def test_live_11_limiter_names_resolve_through_aliases(tmp_path, demo_cache) -> None:  # type: ignore[no-untyped-def]
+    from autotune.sim import SimOptions
+
+    sim = VirtualLive(
+        "127.0.0.1",
+        0,
+        reply_port=0,
+        export_root=tmp_path,
+        options=SimOptions(names="live11", cache_dir=demo_cache),
+    )
+    with OscClient("127.0.0.1", sim.port, reply_port=0, timeout=0.5, retries=1) as client:
+        sim.reply_port = client.reply_port
+        with sim:
+            chain = _chain(client)
+            assert chain.write("limiter", "gain_db", 12.0).param == "Gain"
+            assert chain.write("limiter", "release", 0.05).param == "Release time"
+            assert sim.song.master.devices[2].param("Release time").display == "50.0 ms"

@@ -10,6 +10,7 @@ way a DAW does (header first with placeholder sizes, audio in chunks, sizes patc
 from __future__ import annotations
 
 import io
+import os
 import socket
 import struct
 import threading
@@ -65,7 +66,9 @@ class DemoSource:
                 audio = demo_track(spec).astype(np.float32)
                 if path is not None:
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_suffix(".tmp.npy")
+                    tmp = path.with_suffix(
+                        f".{os.getpid()}.{threading.get_ident()}.tmp.npy"
+                    )  # workers race here
                     np.save(tmp, audio)
                     tmp.replace(path)
             cls._memo[key] = audio
