@@ -38,18 +38,44 @@ def _repair_tail(fd: int, path: Path) -> None:
     os.ftruncate(fd, keep)
 
 
-def append(path: Path, receipt: dict[str, Any]) -> None:
+def _key(receipt: dict[str, Any]) -> tuple[str, int, str] | None:
+    if not isinstance(receipt.get("trial"), int):
+        return None
+    return trial_key(str(receipt.get("study")), int(receipt["trial"]), str(receipt.get("trial_started")))
+
+
+def _already_there(fd: int, key: tuple[str, int, str]) -> bool:
+    """Whether a receipt of the same trial is in the file (checked under the lock, so workers agree)."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    needle = json.dumps(key[2]).encode()
+    with os.fdopen(os.dup(fd), "rb") as f:
+        for raw in f:
+            if needle in raw:
+                try:
+                    if _key(json.loads(raw)) == key:
+                        return True
+                except ValueError:
+                    continue
+    return False
+
+
+def append(path: Path, receipt: dict[str, Any]) -> bool:
+    """Append one receipt as one line; a trial's receipt is written once only. True when written."""
     line = (json.dumps(receipt, ensure_ascii=False, allow_nan=False, separators=(", ", ": ")) + "\n").encode()
+    key = _key(receipt)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         _repair_tail(fd, path)
+        if key is not None and _already_there(fd, key):
+            return False
         written = os.write(fd, line)
         if written != len(line):  # a short write on a full disk: undo it rather than leave half a line
             os.ftruncate(fd, os.fstat(fd).st_size - written)
             raise OSError(f"short write to {path}")
         os.fsync(fd)
+        return True
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
@@ -72,11 +98,3 @@ def read(path: Path) -> Iterator[dict[str, Any]]:
 def trial_key(study: str, number: int, started: str) -> tuple[str, int, str]:
     """What identifies a trial across restarts: a restarted study numbers its trials from 0 again."""
     return (study, number, started)
-
-
-def logged_trials(path: Path) -> set[tuple[str, int, str]]:
-    return {
-        trial_key(str(r.get("study")), int(r["trial"]), str(r.get("trial_started")))
-        for r in read(path)
-        if isinstance(r.get("trial"), int)
-    }

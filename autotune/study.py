@@ -60,32 +60,18 @@ def _started(trial: optuna.Trial | FrozenTrial) -> str:
     return trial.datetime_start.isoformat() if trial.datetime_start else ""
 
 
-def reconcile(study: optuna.Study, path: Path, log: Log) -> set[tuple[str, int, str]]:
-    """Log the receipts of finished trials that never reached the JSONL; return what is logged."""
-    logged = receipts.logged_trials(path)
+def reconcile(study: optuna.Study, path: Path, log: Log) -> None:
+    """Log the receipts of finished trials that never reached the JSONL (a crash between tell and log)."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
         r = t.user_attrs.get("receipt")
-        if not isinstance(r, dict):
-            continue
-        key = receipts.trial_key(study.study_name, t.number, str(r.get("trial_started")))
-        if key not in logged:
-            receipts.append(path, r)
-            logged.add(key)
+        if isinstance(r, dict) and receipts.append(path, r):
             log(f"  (receipt of trial #{t.number} recovered into {path})")
-    return logged
 
 
-def _mirror(
-    path: Path, logged: set[tuple[str, int, str]], log: Log
-) -> Callable[[optuna.Study, FrozenTrial], None]:
+def _mirror(path: Path, log: Log) -> Callable[[optuna.Study, FrozenTrial], None]:
     def callback(study: optuna.Study, trial: FrozenTrial) -> None:
         r = trial.user_attrs.get("receipt")
-        if not isinstance(r, dict):
-            return
-        key = receipts.trial_key(study.study_name, trial.number, str(r.get("trial_started")))
-        if key not in logged:
-            receipts.append(path, r)
-            logged.add(key)
+        if isinstance(r, dict) and receipts.append(path, r):
             log(f"  ✓ Logged to {path}")
 
     return callback
@@ -339,7 +325,7 @@ def _run(
     study.set_user_attr("target_lufs", config.target_lufs)
     study.set_user_attr("peak_limit_dbfs", config.peak_limit_dbfs)
     path = settings.receipts_path()
-    logged = reconcile(study, path, log)
+    reconcile(study, path, log)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         log(
             f"  (trial #{t.number} is running in another worker, or was killed less than {settings.grace_s} s "
@@ -385,7 +371,7 @@ def _run(
         )
         rig = Rig(chain, backend.exporter, config, project_root, config.auto_export.timeout_s, log)
         store = FileSystemArtifactStore(str(_artifacts(settings)))
-        callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [_mirror(path, logged, log)]
+        callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [_mirror(path, log)]
         if not refine:
             callbacks.append(_stop_on_pass)
         if sweep:

@@ -12,21 +12,27 @@ from autotune import receipts
 def test_append_and_read_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "out" / "experiments.jsonl"
     for i in range(3):
-        receipts.append(
-            path,
-            {
-                "id": f"r{i}",
-                "study": "s",
-                "trial": i,
-                "trial_started": "t0",
-                "results": {"lufs_i": -12.5 + i},
-            },
-        )
+        row = {
+            "id": f"r{i}",
+            "study": "s",
+            "trial": i,
+            "trial_started": "t0",
+            "results": {"lufs_i": -12.5 + i},
+        }
+        assert receipts.append(path, row)
     lines = path.read_text().splitlines()
-    assert len(lines) == 3 and all(json.loads(line)["id"] for line in lines)
-    # A restarted study numbers trials from 0 again: the start time tells them apart.
-    assert receipts.logged_trials(path) == {("s", 0, "t0"), ("s", 1, "t0"), ("s", 2, "t0")}
-    assert receipts.trial_key("s", 0, "t1") not in receipts.logged_trials(path)
+    assert [json.loads(line)["id"] for line in lines] == ["r0", "r1", "r2"]
+    assert [r["trial"] for r in receipts.read(path)] == [0, 1, 2]
+
+
+def test_a_trial_is_logged_once_but_a_restarted_study_is_new(tmp_path: Path) -> None:
+    path = tmp_path / "experiments.jsonl"
+    row = {"id": "a", "study": "s", "trial": 0, "trial_started": "2026-11-25T05:00:00.000001"}
+    assert receipts.append(path, row)
+    assert not receipts.append(path, {**row, "id": "again"})  # the mirror and the recovery agree: once
+    # A restarted study numbers its trials from 0 again: the start time tells them apart.
+    assert receipts.append(path, {**row, "trial_started": "2026-11-25T06:00:00.000001"})
+    assert len(path.read_text().splitlines()) == 2
 
 
 def test_a_torn_tail_is_moved_aside_and_nothing_whole_is_lost(tmp_path: Path) -> None:
