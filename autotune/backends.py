@@ -37,7 +37,12 @@ def open_backend(settings: Settings, config: SweepConfig, log: Log) -> Iterator[
             0,
             reply_port=0,
             export_root=settings.output_dir,
-            options=SimOptions(cache_dir=settings.cache_dir),
+            options=SimOptions(
+                names=settings.sim_names,
+                addressing=settings.sim_addressing,
+                chain_on=settings.sim_chain_on,
+                cache_dir=settings.cache_dir,
+            ),
         )
         osc = OscClient(
             "127.0.0.1",

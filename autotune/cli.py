@@ -222,10 +222,12 @@ def cmd_sim_serve(ns: argparse.Namespace) -> int:
         ns.port,
         reply_port=ns.reply_port,
         export_root=settings.output_dir,
-        options=SimOptions(names=ns.names, cache_dir=settings.cache_dir),
+        options=SimOptions(
+            names=ns.names, addressing=ns.addressing, chain_on=ns.chain_on, cache_dir=settings.cache_dir
+        ),
     )
     log(
-        f"Virtual Live ({ns.names} names) listening on {live.host}:{live.port}, replying to port {ns.reply_port}; "
+        f"Virtual Live ({ns.names} names, {ns.addressing} addressing, chain on {ns.chain_on}) listening on {live.host}:{live.port}, replying to port {ns.reply_port}; "
         f"exports confined to {live.export_root}. Ctrl-C stops it."
     )
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -316,6 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--names", choices=["live12", "live11"], default="live12", help="Limiter parameter names"
     )
     serve.add_argument("--output-dir", type=Path, help="the only folder exports may be written to")
+    serve.add_argument(
+        "--addressing",
+        choices=["minus-1000", "master-string", "append", "namespace", "stock"],
+        default="minus-1000",
+        help="how this build reaches the master (stock: it cannot)",
+    )
+    serve.add_argument("--chain-on", choices=["master", "bus"], default="master", help="where the chain sits")
     serve.set_defaults(func=cmd_sim_serve)
     return p
 

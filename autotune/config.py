@@ -96,6 +96,7 @@ class SweepConfig(BaseModel):
     peak_limit_dbfs: FiniteFloat = Field(ge=-60.0, le=0.0)
     lufs_tolerance: FiniteFloat = Field(default=0.5, gt=0.0, le=12.0)
     master_track_id: int = -1000
+    track: int | str | None = None
     device_names: dict[str, Annotated[str, Field(min_length=1)]] = Field(min_length=1)
     auto_export: AutoExport = Field(default_factory=AutoExport)
     runs: list[Run] = Field(min_length=1)
@@ -140,6 +141,22 @@ class SweepConfig(BaseModel):
                 if isinstance(bound, list) and not bound[0] < bound[1]:
                     raise _FieldError(f"search.{alias}.{key}", bound, "needs [low, high] with low < high")
         return self
+
+    @field_validator("track")
+    @classmethod
+    def _track(cls, v: int | str | None) -> int | str | None:
+        if isinstance(v, int) and v < 0 and v != -1000:
+            raise ValueError(
+                "negative indices are ambiguous (stock AbletonOSC wraps -1 to the last regular track): "
+                'use "master", -1000, a track name or an index from 0'
+            )
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("an empty track name")
+        return v
+
+    def chain_track(self) -> int | str:
+        """The track carrying the chain: `track` when given, else the spec's `master_track_id`."""
+        return self.track if self.track is not None else self.master_track_id
 
     def search_keys(self) -> dict[str, dict[str, Bound]]:
         """The parameters `optimize` tunes: the `search` section, or every key the runs set."""

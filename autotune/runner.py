@@ -74,7 +74,8 @@ def run_trial(
     log = rig.log
     chain = rig.chain
     started = time.monotonic()
-    chain.set_fader_0db()
+    if not chain.fader_by_hand:  # confirmed by the producer once at start-up: not asked again per trial
+        chain.set_fader_0db()
     applied: list[Applied] = []
     for alias in rig.config.device_names:
         values = params.get(alias)

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     export: Literal["auto", "sim", "manual"] = "auto"
     config: Path = Path("configs/master_sweep.json")
     artifacts_dir: Path = Path("studies/artifacts")
+    sim_names: Literal["live12", "live11"] = "live12"
+    sim_addressing: Literal["minus-1000", "master-string", "append", "namespace", "stock"] = "minus-1000"
+    sim_chain_on: Literal["master", "bus"] = "master"
+    data_dir: Path = Path("data")
     heartbeat_s: int = Field(default=5, ge=1, le=600)
     grace_s: int = Field(default=20, ge=2, le=3600)
 

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import re
+import sys
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from autotune.config import Run, SweepConfig
 from autotune.live.client import OscClient
 from autotune.live.devices import LiveSet, MasterChain
 from autotune.live.errors import LiveReadError, LiveTimeout
+from autotune.live.tracks import resolve_track
 from autotune.runner import Rig, TrialFailed, run_trial
 from autotune.samplers import SamplerName, make_sampler
 from autotune.settings import Settings
@@ -106,13 +108,19 @@ def prepare_chain(osc: OscClient, config: SweepConfig, settings: Settings, log: 
             f"Live is not answering at {osc.host}:{osc.port} (replies expected on port {osc.reply_port}): "
             "start Live with the AbletonOSC control surface, or use --backend sim"
         ) from None
-    chain = MasterChain(LiveSet(osc), config.master_track_id, config.device_names, log)
+    track = resolve_track(osc, config.chain_track())
+    chain = MasterChain(LiveSet(osc), track, config.device_names, log)
     chain.resolve()
     for i, run in enumerate(config.runs):
         for alias, values in run.devices.items():
             for key, value in values.items():
                 chain.check(alias, key, value, f"runs[{i}]")
     return chain
+
+
+def confirm_by_hand(message: str) -> None:
+    """Interactive runs only: the producer does by hand what OSC could not."""
+    input(f"  ⚠ {message}... ")
 
 
 def _enqueue_runs(study: optuna.Study, runs: list[Run], log: Log) -> None:
@@ -356,9 +364,13 @@ def _run(
             log("Search space:")
             for name, dim in space.items():
                 log(f"  {name}: {dim.describe()}")
-        log("Setting master fader to 0.0 dB...")
-        chain.set_fader_0db()
-        log("  ✓ Master fader set to 0.0 dB")
+        log(
+            "Setting master fader to 0.0 dB..."
+            if chain.track.is_master
+            else f"Setting fader of track {chain.track.label} to 0.0 dB..."
+        )
+        how = chain.set_fader_0db(confirm_by_hand if sys.stdin is not None and sys.stdin.isatty() else None)
+        log("  ✓ Master fader set to 0.0 dB" + ("" if how == "over OSC" else f" ({how})"))
         if sweep or with_runs:
             _enqueue_runs(study, config.runs, log)
         plan = _Plan(

@@ -13,9 +13,11 @@ import pytest
 from autotune.live.client import OscArg, OscClient, build_message, parse_datagram
 from autotune.live.devices import FADER_0DB, LiveSet, MasterChain, ParameterNotFound, ValueOutOfRange
 from autotune.live.errors import LiveErrorReply, LiveTimeout, LiveWriteError
+from autotune.live.tracks import Track
 from autotune.sim import VirtualLive
 
 MASTER = -1000
+MASTER_TRACK = Track("-1000", -1000, "minus-1000")
 NAMES = {"glue": "Glue Compressor", "limiter": "Limiter"}
 
 Exchange = tuple[tuple[str, tuple[OscArg, ...]], tuple[str, tuple[OscArg, ...]] | None]
@@ -78,15 +80,15 @@ def scripted_peer(exchanges: Sequence[Exchange], *, drop_first: bool = False) ->
 def test_ping_and_track_names(live_pair: tuple[VirtualLive, OscClient]) -> None:
     _, client = live_pair
     assert client.ping()
-    assert client.query("/live/song/get/track_names") == ("Drums", "Bass", "Chords")
+    assert client.query("/live/song/get/track_names") == ("Drums", "Bass", "Chords", "Mix Bus")
 
 
 def test_master_devices_and_parameter_tables(live_pair: tuple[VirtualLive, OscClient]) -> None:
     _, client = live_pair
     live = LiveSet(client)
-    assert live.device_names(MASTER) == ["Utility", "Glue Compressor", "Limiter"]
-    glue = live.parameters(MASTER, 1)
-    limiter = live.parameters(MASTER, 2)
+    assert live.device_names(MASTER_TRACK) == ["Utility", "Glue Compressor", "Limiter"]
+    glue = live.parameters(MASTER_TRACK, 1)
+    limiter = live.parameters(MASTER_TRACK, 2)
     assert len(glue) == 12 and len(limiter) == 9
     threshold = next(p for p in glue if p.name == "Threshold")
     assert (threshold.min, threshold.max, threshold.is_quantized) == (-40.0, 0.0, False)
@@ -171,7 +173,7 @@ def test_parameter_table_protocol_is_exactly_five_queries() -> None:
     with scripted_peer(script) as peer:
         with OscClient("127.0.0.1", peer.port, reply_port=0, timeout=0.5, retries=0) as client:
             peer.start(client.reply_port)
-            params = LiveSet(client).parameters(3, 0)
+            params = LiveSet(client).parameters(Track("3", 3, "index"), 0)
     assert peer.problems == []
     assert [(p.name, p.min, p.max, p.is_quantized) for p in params] == [
         ("Device On", 0.0, 1.0, True),
@@ -196,7 +198,7 @@ def test_unasked_messages_and_garbage_are_ignored() -> None:
 
 def _chain(client: OscClient) -> MasterChain:
     lines: list[str] = []
-    chain = MasterChain(LiveSet(client), MASTER, NAMES, lines.append)
+    chain = MasterChain(LiveSet(client), MASTER_TRACK, NAMES, lines.append)
     chain.resolve()
     assert lines[:3] == [
         "Resolving devices on track -1000...",

@@ -157,12 +157,34 @@ def limiter(x: Audio, sr: int, p: LimiterParams) -> Audio:
     return clipped
 
 
-def render(source: Audio, sr: int, params: ChainParams) -> Audio:
-    """The whole master chain: pure and deterministic, the virtual Live's "export"."""
+#: One device of a chain in signal order: a plain gain (dB), a Glue Compressor or a Limiter.
+Stage = (
+    tuple[Literal["gain"], float]
+    | tuple[Literal["glue"], GlueParams]
+    | tuple[Literal["limiter"], LimiterParams]
+)
+
+
+def render_stages(source: Audio, sr: int, stages: tuple[Stage, ...], fader_db: float = 0.0) -> Audio:
+    """Devices in the order they sit on the track, then the fader: pure and deterministic."""
     x = np.asarray(source, dtype=np.float64)
     if x.ndim == 1:
         x = x[:, None]
-    y = limiter(glue_compressor(x, sr, params.glue), sr, params.limiter)
-    if params.fader_db != 0.0:
-        y = y * db_to_lin(params.fader_db)
-    return y
+    for kind, p in stages:
+        if kind == "gain":
+            assert isinstance(p, float)
+            x = x * db_to_lin(p)
+        elif kind == "glue":
+            assert isinstance(p, GlueParams)
+            x = glue_compressor(x, sr, p)
+        else:
+            assert isinstance(p, LimiterParams)
+            x = limiter(x, sr, p)
+    if fader_db != 0.0:
+        x = x * db_to_lin(fader_db)
+    return x
+
+
+def render(source: Audio, sr: int, params: ChainParams) -> Audio:
+    """The whole master chain (Glue Compressor -> Limiter -> fader): the virtual Live's default export."""
+    return render_stages(source, sr, (("glue", params.glue), ("limiter", params.limiter)), params.fader_db)

@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from autotune.live.client import OscArg, OscClient
-from autotune.live.errors import LiveErrorReply, LiveReadError, LiveWriteError
+from autotune.live.errors import LiveErrorReply, LiveReadError, LiveTimeout, LiveWriteError
+from autotune.live.tracks import Track
 from autotune.live.values import Display, DisplayLaw, UnitSpec, ValueError_, parse_display, split_key
 
 #: Live's fader law: raw 0.85 is 0 dB (1.0 is +6 dB). AbletonOSC has no display string for track volume.
@@ -66,42 +67,51 @@ def _floats(args: Iterable[OscArg]) -> list[float]:
 
 
 class LiveSet:
-    """Thin, typed wrappers over the AbletonOSC getters and setters this project uses."""
+    """Thin, typed wrappers over the AbletonOSC getters and setters this project uses, on a resolved track."""
 
     def __init__(self, osc: OscClient) -> None:
         self.osc = osc
 
-    def device_names(self, track: int) -> list[str]:
-        return [str(a) for a in self.osc.query("/live/track/get/devices/name", track)[1:]]
+    def _get(self, track: Track, path: str, *rest: OscArg, after_send: bool = False) -> tuple[OscArg, ...]:
+        """Query and strip the echoed ids from the reply."""
+        address, args = track.address(path, path.removeprefix("track/"), *rest)
+        return self.osc.query(address, *args, after_send=after_send)[len(args) :]
 
-    def parameters(self, track: int, device: int) -> list[ParamInfo]:
+    def device_names(self, track: Track) -> list[str]:
+        return [str(a) for a in self._get(track, "track/get/devices/name")]
+
+    def parameters(self, track: Track, device: int) -> list[ParamInfo]:
         def column(what: str) -> list[OscArg]:
-            return list(self.osc.query(f"/live/device/get/parameters/{what}", track, device)[2:])
+            return list(self._get(track, f"device/get/parameters/{what}", device))
 
         names = [str(n) for n in column("name")]
         mins, maxs = _floats(column("min")), _floats(column("max"))
         quantized = [bool(int(q)) for q in column("is_quantized")]
         values = _floats(column("value"))
         if not (len(names) == len(mins) == len(maxs) == len(quantized) == len(values)):
-            raise LiveReadError(f"inconsistent parameter lists for track {track} device {device}")
+            raise LiveReadError(f"inconsistent parameter lists for track {track.label} device {device}")
         return [ParamInfo(i, names[i], mins[i], maxs[i], quantized[i], values[i]) for i in range(len(names))]
 
-    def value(self, t: int, d: int, p: int, *, after_send: bool = False) -> float:
-        return float(self.osc.query("/live/device/get/parameter/value", t, d, p, after_send=after_send)[3])
+    def value(self, t: Track, d: int, p: int, *, after_send: bool = False) -> float:
+        return float(self._get(t, "device/get/parameter/value", d, p, after_send=after_send)[0])
 
-    def value_string(self, t: int, d: int, p: int, *, after_send: bool = False) -> str:
-        return str(
-            self.osc.query("/live/device/get/parameter/value_string", t, d, p, after_send=after_send)[3]
+    def value_string(self, t: Track, d: int, p: int, *, after_send: bool = False) -> str:
+        return str(self._get(t, "device/get/parameter/value_string", d, p, after_send=after_send)[0])
+
+    def set_value(self, t: Track, d: int, p: int, raw: float) -> tuple[str, tuple[OscArg, ...]]:
+        address, args = t.address(
+            "device/set/parameter/value", "device/set/parameter/value", d, p, float(raw)
         )
+        self.osc.send(address, *args)
+        return address, args
 
-    def set_value(self, t: int, d: int, p: int, raw: float) -> None:
-        self.osc.send("/live/device/set/parameter/value", t, d, p, float(raw))
+    def volume(self, t: Track, *, after_send: bool = False) -> float:
+        return float(self._get(t, "track/get/volume", after_send=after_send)[0])
 
-    def volume(self, t: int, *, after_send: bool = False) -> float:
-        return float(self.osc.query("/live/track/get/volume", t, after_send=after_send)[1])
-
-    def set_volume(self, t: int, raw: float) -> None:
-        self.osc.send("/live/track/set/volume", t, float(raw))
+    def set_volume(self, t: Track, raw: float) -> tuple[str, tuple[OscArg, ...]]:
+        address, args = t.address("track/set/volume", "set/volume", float(raw))
+        self.osc.send(address, *args)
+        return address, args
 
 
 def resolve_parameter(key: str, params: list[ParamInfo], device: str) -> tuple[ParamInfo, UnitSpec]:
@@ -130,21 +140,22 @@ class MasterChain:
     """The configured devices on one track, with every parameter the config touches resolved and learnt."""
 
     live: LiveSet
-    track: int
+    track: Track
     device_names: Mapping[str, str]
     log: Callable[[str], None] = print
     devices: dict[str, tuple[int, list[ParamInfo]]] = field(default_factory=dict)
     slots: dict[tuple[str, str], _Slot] = field(default_factory=dict)
+    fader_by_hand: bool = False
 
     def resolve(self) -> None:
-        self.log(f"Resolving devices on track {self.track}...")
+        self.log(f"Resolving devices on track {self.track.label}...")
         names = self.live.device_names(self.track)
         for alias, name in self.device_names.items():
             idx = next((i for i, n in enumerate(names) if n.lower() == name.lower()), None)
             if idx is None:
                 found = ", ".join(repr(n) for n in names) or "no devices"
                 raise LiveReadError(
-                    f"Device {name!r} ({alias}) not found on track {self.track} (found: {found})"
+                    f"Device {name!r} ({alias}) not found on track {self.track.label} (found: {found})"
                 )
             self.log(f"  {names[idx]}: device {idx}")
             self.devices[alias] = (idx, [])
@@ -156,13 +167,11 @@ class MasterChain:
 
     def _probe(self, d: int, p: int) -> Callable[[float], Display]:
         def probe(raw: float) -> Display:
-            self.live.set_value(self.track, d, p, raw)
+            address, args = self.live.set_value(self.track, d, p, raw)
             try:
                 text = self.live.value_string(self.track, d, p, after_send=True)
             except LiveErrorReply as e:
-                raise LiveWriteError(
-                    f"Live refused /live/device/set/parameter/value {[self.track, d, p, raw]}: {e}"
-                ) from None
+                raise LiveWriteError(f"Live refused {address} {list(args)}: {e}") from None
             return parse_display(text)
 
         return probe
@@ -232,15 +241,24 @@ class MasterChain:
             )
         return Applied(alias, key, s.param.name, value, raw, shown.text)
 
-    def set_fader_0db(self) -> None:
-        self.live.set_volume(self.track, FADER_0DB)
+    def set_fader_0db(self, confirm_by_hand: Callable[[str], None] | None = None) -> str:
+        """Set the chain's fader to 0 dB (raw 0.85) and read it back. Where this build cannot, ask the
+        producer (`confirm_by_hand`, interactive runs only) or stop: never export with an unknown fader."""
         try:
+            address, args = self.live.set_volume(self.track, FADER_0DB)
             back = self.live.volume(self.track, after_send=True)
-        except LiveErrorReply as e:
-            raise LiveWriteError(
-                f"Live refused /live/track/set/volume {[self.track, FADER_0DB]}: {e}"
-            ) from None
+        except (LiveErrorReply, LiveTimeout) as e:
+            why = f"cannot set the fader of track {self.track.label} over OSC ({e})"
+            if confirm_by_hand is None:
+                raise LiveReadError(
+                    f"{why}; run in a terminal to set it to 0 dB by hand and confirm"
+                ) from None
+            confirm_by_hand(f"{why}: set it to 0.0 dB in Live, then press Enter")
+            self.fader_by_hand = True
+            return "by hand"
         if abs(back - FADER_0DB) > 1e-4:
             raise LiveWriteError(
-                f"master fader: wrote {FADER_0DB} (0 dB) but Live reads back {back:g}; set it to 0 dB by hand"
+                f"fader of track {self.track.label}: wrote {address} {list(args)} (0 dB) but Live reads back "
+                f"{back:g}; set it to 0 dB by hand"
             )
+        return "over OSC"

@@ -15,9 +15,18 @@ from typing import Literal
 
 import numpy as np
 
-from autotune.dsp import ChainParams, GlueParams, LimiterParams
+from autotune.dsp import GlueParams, LimiterParams
+from autotune.dsp.chain import Stage
 
 Names = Literal["live12", "live11"]
+#: How the build answers for the master: the original project's patch (-1000), the "master" string of
+#: several pull requests, index len(tracks) of another proposal, a /live/master namespace, or stock
+#: upstream, which cannot reach it at all (-1 wraps to the last regular track).
+Addressing = Literal["minus-1000", "master-string", "append", "namespace", "stock"]
+#: Where the set carries Utility -> Glue Compressor -> Limiter: on the master, or on a bus track that every
+#: track is routed to (the layout that works with stock AbletonOSC).
+ChainOn = Literal["master", "bus"]
+BUS_NAME = "Mix Bus"
 
 
 @dataclass(frozen=True)
@@ -208,64 +217,95 @@ class SimSong:
     """A Live set: a few regular tracks and a master carrying Utility -> Glue Compressor -> Limiter."""
 
     names: Names = "live12"
+    addressing: Addressing = "minus-1000"
+    chain_on: ChainOn = "master"
     tracks: list[SimTrack] = field(default_factory=list)
     master: SimTrack = field(default_factory=lambda: SimTrack("Master"))
 
     def __post_init__(self) -> None:
         if not self.tracks:
-            self.tracks = [SimTrack("Drums"), SimTrack("Bass"), SimTrack("Chords")]
-        if not self.master.devices:
-            self.master.devices = [utility(), glue_compressor(), limiter(self.names)]
+            self.tracks = [SimTrack("Drums"), SimTrack("Bass"), SimTrack("Chords"), SimTrack(BUS_NAME)]
+        if not self.chain_track().devices:
+            self.chain_track().devices = [utility(), glue_compressor(), limiter(self.names)]
 
     def track(self, t: object) -> SimTrack:
-        """The patched AbletonOSC of the original project: -1000 is the master; others index like Python."""
+        """`song.tracks[int(t)]` as upstream does (negative indices wrap), plus this flavour's master."""
+        if self.addressing == "master-string" and isinstance(t, str) and t == "master":
+            return self.master
         if not isinstance(t, (int, float)):
             raise ValueError(f"invalid literal for int() with base 10: {t!r}")
         index = int(t)
-        if index == -1000:
+        if self.addressing == "minus-1000" and index == -1000:
+            return self.master
+        if self.addressing == "append" and index == len(self.tracks):
             return self.master
         return self.tracks[index]
 
     def device(self, t: object, d: object) -> SimDevice:
+        return self._device_of(self.track(t), d)
+
+    @staticmethod
+    def _device_of(track: SimTrack, d: object) -> SimDevice:
         if not isinstance(d, (int, float)):
             raise ValueError(f"invalid literal for int() with base 10: {d!r}")
-        return self.track(t).devices[int(d)]
+        return track.devices[int(d)]
 
-    def chain_params(self) -> tuple[float, ChainParams]:
-        """(pre-chain gain in dB, chain parameters) from the master's devices as they are set now."""
-        pre_gain = 0.0
-        glue = GlueParams(on=False)
-        lim = LimiterParams(on=False)
-        for dev in self.master.devices:
-            if dev.name == "Utility" and dev.on:
-                pre_gain += -200.0 if dev.param("Mute").value >= 0.5 else dev.physical("Gain")
+    def master_device(self, d: object) -> SimDevice:
+        return self._device_of(self.master, d)
+
+    def chain_track(self) -> SimTrack:
+        return self.bus if self.chain_on == "bus" else self.master
+
+    @property
+    def bus(self) -> SimTrack:
+        return next(t for t in self.tracks if t.name == BUS_NAME)
+
+    def stages(self) -> tuple[tuple[Stage, ...], float]:
+        """The chain's devices in their order on the track, and the total fader gain after them (dB)."""
+        stages: list[Stage] = []
+        for dev in self.chain_track().devices:
+            if not dev.on:
+                continue
+            if dev.name == "Utility":
+                stages.append(
+                    ("gain", -200.0 if dev.param("Mute").value >= 0.5 else float(dev.physical("Gain")))
+                )
             elif dev.name == "Glue Compressor":
-                glue = GlueParams(
-                    on=dev.on,
-                    threshold_db=dev.physical("Threshold"),
-                    ratio=dev.physical("Ratio"),
-                    attack_ms=dev.physical("Attack"),
-                    release_s=dev.param("Release").physical,
-                    makeup_db=dev.physical("Makeup"),
-                    range_db=dev.physical("Range"),
-                    dry_wet=dev.physical("Dry/Wet") / 100.0,
-                    peak_clip=dev.param("Peak Clip In").value >= 0.5,
+                stages.append(
+                    (
+                        "glue",
+                        GlueParams(
+                            threshold_db=dev.physical("Threshold"),
+                            ratio=dev.physical("Ratio"),
+                            attack_ms=dev.physical("Attack"),
+                            release_s=dev.param("Release").physical,
+                            makeup_db=dev.physical("Makeup"),
+                            range_db=dev.physical("Range"),
+                            dry_wet=dev.physical("Dry/Wet") / 100.0,
+                            peak_clip=dev.param("Peak Clip In").value >= 0.5,
+                        ),
+                    )
                 )
             elif dev.name == "Limiter":
-                gain = "Gain" if self.names == "live11" else "Input Gain"
-                release = "Release time" if self.names == "live11" else "Release"
-                lim = LimiterParams(
-                    on=dev.on,
-                    gain_db=dev.physical(gain),
-                    ceiling_db=dev.physical("Ceiling"),
-                    release_ms=dev.physical(release) * 1000.0,
-                    lookahead_ms=dev.physical("Lookahead") * 1000.0,
-                    mode=(
-                        "standard",
-                        "soft_clip",
-                        "true_peak",
-                    )[round(dev.param("Mode").value)]
-                    if self.names == "live12"
-                    else "standard",
+                live11 = self.names == "live11"
+                mode = (
+                    "standard"
+                    if live11
+                    else ("standard", "soft_clip", "true_peak")[round(dev.param("Mode").value)]
                 )
-        return pre_gain, ChainParams(glue=glue, limiter=lim, fader_db=fader_db(self.master.volume))
+                stages.append(
+                    (
+                        "limiter",
+                        LimiterParams(
+                            gain_db=dev.physical("Gain" if live11 else "Input Gain"),
+                            ceiling_db=dev.physical("Ceiling"),
+                            release_ms=dev.physical("Release time" if live11 else "Release") * 1000.0,
+                            lookahead_ms=dev.physical("Lookahead") * 1000.0,
+                            mode=mode,  # type: ignore[arg-type]
+                        ),
+                    )
+                )
+        fader = fader_db(self.master.volume)
+        if self.chain_on == "bus":
+            fader += fader_db(self.bus.volume)
+        return tuple(stages), fader

@@ -24,10 +24,11 @@ from typing import Any, ClassVar
 import numpy as np
 import soundfile as sf
 
-from autotune.dsp import ChainParams, demo_track, render
+from autotune.dsp import demo_track
+from autotune.dsp.chain import Stage, render_stages
 from autotune.dsp.demo import DemoSpec
 from autotune.live.client import OscArg, build_message, parse_datagram
-from autotune.sim.liveset import Names, SimSong
+from autotune.sim.liveset import Addressing, ChainOn, Names, SimDevice, SimParameter, SimSong, SimTrack
 
 EXPORT_ADDRESS = "/autotune/sim/export"
 Handler = Callable[[tuple[Any, ...]], tuple[OscArg, ...] | None]
@@ -36,6 +37,8 @@ Handler = Callable[[tuple[Any, ...]], tuple[OscArg, ...] | None]
 @dataclass
 class SimOptions:
     names: Names = "live12"
+    addressing: Addressing = "minus-1000"
+    chain_on: ChainOn = "master"
     error_tick_s: float = 0.1
     export_chunks: int = 8
     export_chunk_delay_s: float = 0.005
@@ -88,7 +91,9 @@ class VirtualLive:
         options: SimOptions | None = None,
     ) -> None:
         self.options = options or SimOptions()
-        self.song = SimSong(names=self.options.names)
+        self.song = SimSong(
+            names=self.options.names, addressing=self.options.addressing, chain_on=self.options.chain_on
+        )
         self.reply_port = reply_port
         self.export_root = export_root.resolve()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -97,7 +102,7 @@ class VirtualLive:
         self.host, self.port = self._sock.getsockname()[:2]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._renders: OrderedDict[tuple[float, ChainParams], bytes] = OrderedDict()
+        self._renders: OrderedDict[tuple[tuple[Stage, ...], float], bytes] = OrderedDict()
         self._exports: list[threading.Thread] = []
         self.received: list[tuple[str, tuple[Any, ...]]] = []
         self.handlers: dict[str, Handler] = self._handlers()
@@ -147,7 +152,7 @@ class VirtualLive:
         try:
             out = handler(args)
         except Exception as e:  # Live reports any handler failure the same way
-            self._reply(ip, "/live/error", (f"Error handling OSC message: {e}",))
+            self._reply(ip, "/live/error", (f"Error handling OSC message: {e or type(e).__name__}",))
             time.sleep(self.options.error_tick_s)
             return
         if out is not None:
@@ -156,69 +161,79 @@ class VirtualLive:
     def _handlers(self) -> dict[str, Handler]:
         song = self.song
 
-        def device_list(what: str) -> Handler:
-            def h(a: tuple[Any, ...]) -> tuple[OscArg, ...]:
-                dev = song.device(a[0], a[1])
-                col: list[OscArg] = []
-                for p in dev.parameters:
+        def device_handlers(
+            base: str, ids: int, locate: Callable[[tuple[Any, ...]], SimDevice]
+        ) -> dict[str, Handler]:
+            """The device getters and setter under `base`; the first `ids` arguments locate the device."""
+
+            def column(what: str) -> Handler:
+                def h(a: tuple[Any, ...]) -> tuple[OscArg, ...]:
+                    dev = locate(a)
                     if what == "name":
-                        col.append(p.name)
+                        col: list[OscArg] = [p.name for p in dev.parameters]
                     elif what == "is_quantized":
-                        col.append(int(p.is_quantized))
+                        col = [int(p.is_quantized) for p in dev.parameters]
                     else:
-                        col.append(float(getattr(p, what)))
-                return (a[0], a[1], *col)
+                        col = [float(getattr(p, what)) for p in dev.parameters]
+                    return (*a[:ids], *col)
 
-            return h
+                return h
 
-        def param(a: tuple[Any, ...]) -> Any:
-            return song.device(a[0], a[1]).parameters[int(a[2])]
+            def param(a: tuple[Any, ...]) -> SimParameter:
+                return locate(a).parameters[int(a[ids])]
 
-        def set_param(a: tuple[Any, ...]) -> None:
-            param(a).set(float(a[3]))
+            def set_param(a: tuple[Any, ...]) -> None:
+                param(a).set(float(a[ids + 1]))
 
-        def set_volume(a: tuple[Any, ...]) -> None:
-            v = float(a[1])
+            handlers: dict[str, Handler] = {
+                f"{base}/get/parameters/{what}": column(what)
+                for what in ("name", "min", "max", "is_quantized", "value")
+            }
+            handlers[f"{base}/get/num_parameters"] = lambda a: (*a[:ids], len(locate(a).parameters))
+            handlers[f"{base}/get/parameter/value"] = lambda a: (*a[: ids + 1], param(a).value)
+            handlers[f"{base}/get/parameter/value_string"] = lambda a: (*a[: ids + 1], param(a).display)
+            handlers[f"{base}/set/parameter/value"] = set_param
+            return handlers
+
+        def set_volume(track: SimTrack, v: float) -> None:
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"Invalid value {v:g} for volume (allowed 0..1)")
-            song.track(a[0]).volume = float(np.float32(v))
+            track.volume = float(np.float32(v))
 
-        return {
+        handlers: dict[str, Handler] = {
             "/live/test": lambda a: ("ok",),
+            "/live/application/get/version": lambda a: (12, 1),
             "/live/song/get/track_names": lambda a: tuple(t.name for t in song.tracks),
             "/live/song/get/num_tracks": lambda a: (len(song.tracks),),
             "/live/track/get/name": lambda a: (a[0], song.track(a[0]).name),
             "/live/track/get/num_devices": lambda a: (a[0], len(song.track(a[0]).devices)),
             "/live/track/get/devices/name": lambda a: (a[0], *(d.name for d in song.track(a[0]).devices)),
             "/live/track/get/volume": lambda a: (a[0], song.track(a[0]).volume),
-            "/live/track/set/volume": set_volume,
-            "/live/device/get/num_parameters": lambda a: (
-                a[0],
-                a[1],
-                len(song.device(a[0], a[1]).parameters),
-            ),
-            "/live/device/get/parameters/name": device_list("name"),
-            "/live/device/get/parameters/min": device_list("min"),
-            "/live/device/get/parameters/max": device_list("max"),
-            "/live/device/get/parameters/is_quantized": device_list("is_quantized"),
-            "/live/device/get/parameters/value": device_list("value"),
-            "/live/device/get/parameter/value": lambda a: (a[0], a[1], a[2], param(a).value),
-            "/live/device/get/parameter/value_string": lambda a: (a[0], a[1], a[2], param(a).display),
-            "/live/device/set/parameter/value": set_param,
+            "/live/track/set/volume": lambda a: set_volume(song.track(a[0]), float(a[1])),
             EXPORT_ADDRESS: self._export,
+            **device_handlers("/live/device", 2, lambda a: song.device(a[0], a[1])),
         }
+        if song.addressing == "namespace":
+            handlers.update(
+                {
+                    "/live/master/get/devices/name": lambda a: tuple(d.name for d in song.master.devices),
+                    "/live/master/get/volume": lambda a: (song.master.volume,),
+                    "/live/master/set/volume": lambda a: set_volume(song.master, float(a[0])),
+                    **device_handlers("/live/master/device", 1, lambda a: song.master_device(a[0])),
+                }
+            )
+        return handlers
 
     # -- export -------------------------------------------------------------------------------------
     def render_wav(self) -> bytes:
         """The current master chain's export as WAV bytes (24-bit, the demo's rate); memoised by settings."""
-        pre_gain, params = self.song.chain_params()
-        key = (pre_gain, params)
+        stages, fader = self.song.stages()
+        key = (stages, fader)
         if key in self._renders:
             self._renders.move_to_end(key)
             return self._renders[key]
         source = DemoSource.get(self.options.demo, self.options.cache_dir)
-        x = source.astype(np.float64) * (10.0 ** (pre_gain / 20.0))
-        y = render(x, self.options.demo.sample_rate, params)
+        y = render_stages(source, self.options.demo.sample_rate, stages, fader)
         buf = io.BytesIO()
         sf.write(buf, np.clip(y, -1.0, 1.0), self.options.demo.sample_rate, subtype="PCM_24", format="WAV")
         data = buf.getvalue()
