@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from autotune.config import SweepConfig
 from autotune.errors import ConfigError
 from autotune.live.client import OscClient
-from autotune.live.export import Exporter, ManualExporter
+from autotune.live.export import AppleScriptExporter, CommandExporter, Exporter, ManualExporter
 from autotune.settings import Settings
 
 Log = Callable[[str], None]
@@ -77,14 +77,27 @@ def open_backend(settings: Settings, config: SweepConfig, log: Log) -> Iterator[
 
 
 def make_exporter(settings: Settings, config: SweepConfig, osc: OscClient, log: Log) -> Exporter:
+    """`--export` (or AUTOTUNE_EXPORT); `auto` follows the config's `auto_export` (on by default on macOS),
+    and `--export-command` alone means `command`."""
     choice = settings.export
-    if choice == "sim":
-        from autotune.sim import SimExporter
+    if choice == "auto":
+        if settings.export_command:
+            choice = "command"
+        elif settings.backend == "sim":
+            choice = "sim"
+        else:
+            choice = "applescript" if config.auto_export.is_enabled() else "manual"
+    try:
+        if choice == "sim":
+            from autotune.sim import SimExporter
 
-        return SimExporter(osc, log)
-    if choice == "auto" and config.auto_export.is_enabled():
-        raise ConfigError(
-            "auto_export: AppleScript export is not available in this version; "
-            'set "auto_export": {"enabled": false} to export by hand'
-        )
+            return SimExporter(osc, log)
+        if choice == "command":
+            if not settings.export_command:
+                raise ValueError("--export command needs --export-command 'PROGRAM ... {path}'")
+            return CommandExporter(settings.export_command, log)
+        if choice == "applescript":
+            return AppleScriptExporter(settings.live_app, log)
+    except ValueError as e:
+        raise ConfigError(f"export: {e}") from None
     return ManualExporter(log)

@@ -52,11 +52,24 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
         "--output-dir", type=Path, help="folder exports and receipts live in (AUTOTUNE_OUTPUT_DIR, output)"
     )
     g.add_argument(
-        "--export", choices=["auto", "sim", "manual"], help="how exports are made (AUTOTUNE_EXPORT, auto)"
+        "--export",
+        choices=["auto", "sim", "manual", "applescript", "command"],
+        help="how exports are made (AUTOTUNE_EXPORT, auto)",
     )
+    g.add_argument("--export-command", help="program that writes the export, e.g. 'render.sh {path}'")
 
 
-_SETTING_FLAGS = ("backend", "host", "port", "reply_port", "timeout", "storage", "output_dir", "export")
+_SETTING_FLAGS = (
+    "backend",
+    "host",
+    "port",
+    "reply_port",
+    "timeout",
+    "storage",
+    "output_dir",
+    "export",
+    "export_command",
+)
 
 
 def _settings(ns: argparse.Namespace) -> Settings:
@@ -259,6 +272,27 @@ class _Parser(argparse.ArgumentParser):
         raise _ArgumentError(message)
 
 
+def cmd_sim_export(ns: argparse.Namespace) -> int:
+    """Ask a running virtual Live to export (fire and forget, like clicking Export): for --export-command."""
+    import socket
+
+    from autotune.live.client import build_message
+    from autotune.live.errors import ExportFailed
+    from autotune.live.export import stamp, wait_for_export
+    from autotune.sim.server import EXPORT_ADDRESS
+
+    path = Path(ns.path).resolve()
+    before = stamp(path)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(build_message(EXPORT_ADDRESS, [str(path)]), (ns.host, ns.port))
+    try:
+        wait_for_export(path, timeout_s=ns.timeout, before=before, log=lambda _: None)
+    except ExportFailed as e:
+        err_console.print(f"error: {e}", markup=False)
+        return EXIT_READ
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="autotune", description="Tune an Ableton Live master chain to a loudness target.")
     p.add_argument("--version", action="version", version=f"autotune {__version__}")
@@ -326,6 +360,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--chain-on", choices=["master", "bus"], default="master", help="where the chain sits")
     serve.set_defaults(func=cmd_sim_serve)
+    export = simsub.add_parser(
+        "export",
+        help="make a running virtual Live export to PATH and wait until it is complete (for --export-command)",
+    )
+    export.add_argument("path")
+    export.add_argument("--host", default="127.0.0.1")
+    export.add_argument("--port", type=int, default=11000)
+    export.add_argument("--timeout", type=float, default=60.0)
+    export.set_defaults(func=cmd_sim_export)
     return p
 
 

@@ -108,17 +108,13 @@ def run_trial(
     before = stamp(path)
     try:
         rig.exporter.trigger(path, export_file)
-        wait_for_export(
-            path,
-            timeout_s=rig.timeout_s,
-            before=before,
-            log=log,
-            give_up=getattr(rig.exporter, "entered", None),
-        )
+        wait_for_export(path, timeout_s=rig.timeout_s, before=before, log=log, abort=rig.exporter.problem)
     except ExportFailed as e:
         log(f"  ✗ Export failed: {e}")
         receipt.update(status="export_failed", error=str(e), duration_s=_r(time.monotonic() - started))
         raise TrialFailed(receipt) from None
+    finally:
+        rig.exporter.close()
     log("")
     log(f"Verifying {path.name}...")
     try:

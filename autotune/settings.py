@@ -27,7 +27,9 @@ class Settings(BaseSettings):
     output_dir: Path = Path("output")
     studies_dir: Path = Path("studies")
     cache_dir: Path = Path(".cache")
-    export: Literal["auto", "sim", "manual"] = "auto"
+    export: Literal["auto", "sim", "manual", "applescript", "command"] = "auto"
+    export_command: str | None = None
+    live_app: str = "Live"
     config: Path = Path("configs/master_sweep.json")
     artifacts_dir: Path = Path("studies/artifacts")
     sim_names: Literal["live12", "live11"] = "live12"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import platform
+import shlex
+import shutil
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -22,6 +26,14 @@ class Exporter(Protocol):
     name: str
 
     def trigger(self, path: Path, display_path: str) -> None: ...
+
+    def problem(self) -> str | None:
+        """Polled while waiting: a reason to give up at once (a failed export program, Enter with no file)."""
+        ...
+
+    def close(self) -> None:
+        """After each wait, done or failed: stop whatever the export left running."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -80,10 +92,11 @@ def wait_for_export(
     poll_s: float = POLL_S,
     stable_checks: int = 2,
     log: Callable[[str], None] = print,
-    give_up: threading.Event | None = None,
+    abort: Callable[[], str | None] | None = None,
 ) -> None:
     """Wait until a new file at `path` is complete: changed since `before`, size and mtime stable for
-    `stable_checks` polls in a row, and a WAV header whose sizes match the file."""
+    `stable_checks` polls in a row, and a WAV header whose sizes match the file. `abort` (the exporter's
+    `problem`) is polled too, so a failed export program ends the wait at once."""
     log(f"Waiting for {path.name} to stabilize...")
     deadline = time.monotonic() + timeout_s
     last: FileStamp | None = None
@@ -101,12 +114,14 @@ def wait_for_export(
                 if problem is None:
                     log("  ✓ File ready")
                     return
-        if time.monotonic() >= deadline or (give_up is not None and give_up.is_set()):
+        failure = abort() if abort is not None else None
+        if failure is not None:
+            raise ExportFailed(failure)
+        if time.monotonic() >= deadline:
             break
         time.sleep(poll_s)
     if last is None:
-        why = "Enter was pressed but" if give_up is not None and give_up.is_set() else ""
-        raise ExportFailed(f"{why} {path} did not appear within {timeout_s:g} s".strip())
+        raise ExportFailed(f"{path} did not appear within {timeout_s:g} s")
     if stable < stable_checks:
         raise ExportFailed(f"{path} was still being written after {timeout_s:g} s ({last.size} bytes)")
     raise ExportFailed(f"{path} is not a complete WAV file: {problem}")
@@ -147,3 +162,139 @@ class ManualExporter:
             return
         time.sleep(self.grace_after_enter_s)
         self.entered.set()
+
+    def problem(self) -> str | None:
+        if self.entered.is_set():
+            return f"Enter was pressed but the file did not appear within {self.grace_after_enter_s:g} s"
+        return None
+
+    def close(self) -> None:
+        self.entered.clear()
+
+
+class CommandExporter:
+    """Any program that writes the file: `--export-command 'render-master {path}'`.
+
+    The template is split like a shell would split it, but no shell runs it: `{path}` is replaced inside the
+    argument list, so no file name can become shell syntax. A non-zero exit fails the export at once; after
+    a zero exit the waiter goes on until the file is complete or the timeout passes (the program may only
+    have asked something else to export).
+    """
+
+    name = "command"
+
+    def __init__(self, template: str, log: Callable[[str], None] = print) -> None:
+        try:
+            self.argv = shlex.split(template)
+        except ValueError as e:
+            raise ValueError(f"export command {template!r}: {e}") from None
+        if not self.argv or not any("{path}" in a for a in self.argv):
+            raise ValueError(f"export command {template!r} must name the file as {{path}}")
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.path: Path | None = None
+
+    def command_for(self, path: Path) -> list[str]:
+        return [a.replace("{path}", str(path)) for a in self.argv]
+
+    def trigger(self, path: Path, display_path: str) -> None:
+        argv = self.command_for(path)
+        self.log(RULE)
+        self.log(f"📤 EXPORTING WITH: {shlex.join(argv)}")
+        self.log(RULE)
+        self.path = path
+        try:
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+        except OSError as e:
+            raise ExportFailed(f"export command {argv[0]!r} could not start: {e.strerror or e}") from None
+
+    def problem(self) -> str | None:
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        rc = self.proc.returncode
+        if rc != 0:
+            err = (self.proc.stderr.read() if self.proc.stderr else b"").decode(errors="replace").strip()
+            tail = err.splitlines()[-1] if err else "no message"
+            return f"export command exited with status {rc}: {tail}"
+        return None  # exit 0: the program may have started an export that finishes later; the waiter decides
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+#: Drives Live's menus: Cmd+Shift+R opens Export Audio/Video (its defaults: Rendered Track = Master,
+#: Normalize off), Return accepts it, and the Save dialog gets the folder (Cmd+Shift+G) and the file name.
+#: Folder, name and application come in as arguments (`on run argv`), never spliced into the script text,
+#: so no file name can change what the script does.
+APPLESCRIPT = """on run argv
+    set targetFolder to item 1 of argv
+    set targetName to item 2 of argv
+    set liveApp to item 3 of argv
+    tell application liveApp to activate
+    delay 0.5
+    tell application "System Events"
+        keystroke "r" using {command down, shift down}
+        delay 1.5
+        key code 36
+        delay 1.5
+        keystroke "g" using {command down, shift down}
+        delay 0.8
+        keystroke targetFolder
+        key code 36
+        delay 0.8
+        keystroke "a" using {command down}
+        keystroke targetName
+        key code 36
+    end tell
+end run
+"""
+
+
+def applescript_argv(path: Path, app: str) -> list[str]:
+    """`osascript - folder name app`: the script on stdin, every variable part an argument."""
+    for part in (str(path), app):
+        if any(ord(c) < 32 or c == "\x7f" for c in part):
+            raise ValueError(f"{part!r}: control characters cannot be typed into a Save dialog")
+    return ["osascript", "-", str(path.parent), path.name, app]
+
+
+class AppleScriptExporter:
+    """macOS only: UI automation of Live's export (needs Accessibility and Automation permissions)."""
+
+    name = "applescript"
+
+    def __init__(self, app: str = "Live", log: Callable[[str], None] = print) -> None:
+        if platform.system() != "Darwin":
+            raise ValueError("AppleScript export needs macOS; use --export manual or --export-command")
+        if shutil.which("osascript") is None:
+            raise ValueError("osascript is not on PATH")
+        self.app = app
+        self.log = log
+        self.failure: str | None = None
+
+    def trigger(self, path: Path, display_path: str) -> None:
+        self.log(RULE)
+        self.log(f"📤 AUTO-EXPORTING: {path.name}")
+        self.log(RULE)
+        self.failure = None
+        done = subprocess.run(
+            applescript_argv(path, self.app), input=APPLESCRIPT.encode(), capture_output=True, timeout=60
+        )
+        if done.returncode != 0:
+            err = done.stderr.decode(errors="replace").strip()
+            hint = (
+                " (allow your terminal in System Settings → Privacy & Security → Accessibility and Automation)"
+                if "not allowed" in err or "1002" in err or "-1743" in err
+                else ""
+            )
+            raise ExportFailed(f"AppleScript export failed: {err or done.returncode}{hint}")
+
+    def problem(self) -> str | None:
+        return None
+
+    def close(self) -> None:
+        pass

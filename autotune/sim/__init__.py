@@ -33,3 +33,9 @@ class SimExporter:
             )
         except LiveError as e:
             raise ExportFailed(f"the virtual Live did not start the export: {e}") from None
+
+    def problem(self) -> str | None:
+        return None
+
+    def close(self) -> None:
+        pass
