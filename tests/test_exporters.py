@@ -48,7 +48,7 @@ def program(tmp_path: Path, body: str) -> str:
     script = tmp_path / "export_prog.py"
     source = tmp_path / "source.wav"
     source.write_bytes(wav_bytes())
-    script.write_text("import sys, time\nsrc = open(%r, 'rb').read()\n" % str(source) + textwrap.dedent(body))
+    script.write_text(f"import sys, time\nsrc = open({str(source)!r}, 'rb').read()\n" + textwrap.dedent(body))
     return f"{sys.executable} {script} {{path}}"
 
 
@@ -103,7 +103,7 @@ def test_a_program_still_running_at_the_deadline_is_stopped(tmp_path: Path) -> N
     template = program(tmp_path, "time.sleep(30)\n")
     exporter = CommandExporter(template, log=lambda _: None)
     exporter.trigger(tmp_path / "late.wav", "late.wav")
-    with pytest.raises(ExportFailed, match="did not appear within 0.3 s"):
+    with pytest.raises(ExportFailed, match=r"did not appear within 0\.3 s"):
         wait_for_export(
             tmp_path / "late.wav", timeout_s=0.3, before=None, log=lambda _: None, abort=exporter.problem
         )
