@@ -272,6 +272,33 @@ class _Parser(argparse.ArgumentParser):
         raise _ArgumentError(message)
 
 
+def cmd_doctor(ns: argparse.Namespace) -> int:
+    from autotune.backends import open_backend
+    from autotune.config import load_config
+    from autotune.doctor import run_doctor
+
+    settings = _settings(ns)
+    config = load_config(Path(ns.config) if ns.config else settings.config, settings.output_dir)
+    with open_backend(settings, config, log) as backend:
+        log(f"autotune doctor: {backend.description}")
+        checks = run_doctor(backend.osc, config, settings, log)
+    marks = {"ok": "✓", "warn": "⚠", "fail": "✗"}
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        log(f"  {marks[c.status]} {c.name:<{width}}  {c.detail}")
+        if c.fix and c.status != "ok":
+            log(f"    {' ' * width}  fix: {c.fix}")
+        elif c.fix:
+            log(f"    {' ' * width}  note: {c.fix}")
+    failed = [c for c in checks if c.status == "fail"]
+    warned = [c for c in checks if c.status == "warn"]
+    if failed:
+        log(f"{len(failed)} blocking problem(s), {len(warned)} warning(s): fix them before exporting.")
+        return EXIT_READ
+    log(f"Ready to export ({len(warned)} warning(s)).")
+    return EXIT_OK
+
+
 def cmd_sim_export(ns: argparse.Namespace) -> int:
     """Ask a running virtual Live to export (fire and forget, like clicking Export): for --export-command."""
     import socket
@@ -323,6 +350,15 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--restart", action="store_true", help="delete the study of that name and start again")
     _settings_args(o)
     o.set_defaults(func=cmd_optimize)
+
+    dr = sub.add_parser(
+        "doctor", help="check Live, the chain, the fader and the export method before exporting"
+    )
+    dr.add_argument(
+        "config", nargs="?", help="config (default: AUTOTUNE_CONFIG or configs/master_sweep.json)"
+    )
+    _settings_args(dr)
+    dr.set_defaults(func=cmd_doctor)
 
     r = sub.add_parser("report", help="table of a study's trials and an HTML page of plots")
     r.add_argument("--study", help="study name (default: the only study in the storage)")

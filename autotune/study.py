@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from autotune import receipts
 from autotune.backends import open_backend
 from autotune.config import Run, SweepConfig
+from autotune.doctor import preflight
 from autotune.live.client import OscClient
 from autotune.live.devices import LiveSet, MasterChain
 from autotune.live.errors import LiveReadError, LiveTimeout
@@ -111,6 +112,7 @@ def prepare_chain(osc: OscClient, config: SweepConfig, settings: Settings, log: 
     track = resolve_track(osc, config.chain_track())
     chain = MasterChain(LiveSet(osc), track, config.device_names, log)
     chain.resolve()
+    preflight(chain, config, settings)
     for i, run in enumerate(config.runs):
         for alias, values in run.devices.items():
             for key, value in values.items():

@@ -9,6 +9,7 @@ after the devices, as it does in Live, so a boosted fader defeats the ceiling.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -55,6 +56,15 @@ class ChainParams:
     glue: GlueParams = field(default_factory=GlueParams)
     limiter: LimiterParams = field(default_factory=LimiterParams)
     fader_db: float = 0.0
+
+
+def live_fader_db(volume: float) -> float:
+    """Live's fader law as modelled here: raw 0.85 is 0 dB, 1.0 is +6 dB, 0 is silence (-inf)."""
+    if volume <= 0:
+        return -math.inf
+    if volume >= 0.4:
+        return (volume - 0.85) * 40.0
+    return -18.0 + 40.0 * math.log10(volume / 0.4)
 
 
 def db_to_lin(db: float | Audio) -> float | Audio:

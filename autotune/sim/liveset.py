@@ -17,6 +17,7 @@ import numpy as np
 
 from autotune.dsp import GlueParams, LimiterParams
 from autotune.dsp.chain import Stage
+from autotune.dsp.chain import live_fader_db as fader_db
 
 Names = Literal["live12", "live11"]
 #: How the build answers for the master: the original project's patch (-1000), the "master" string of
@@ -201,15 +202,6 @@ def utility() -> SimDevice:
             SimParameter("Mute", 0, 1, 0, _switch(), True),
         ],
     )
-
-
-def fader_db(volume: float) -> float:
-    """Live's fader law as the virtual Live models it: 0.85 is 0 dB, 1.0 is +6 dB, 0 is silence."""
-    if volume <= 0:
-        return -math.inf
-    if volume >= 0.4:
-        return (volume - 0.85) * 40.0
-    return -18.0 + 40.0 * math.log10(volume / 0.4)
 
 
 @dataclass
