@@ -299,6 +299,43 @@ def cmd_doctor(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_device_map(ns: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from autotune.backends import open_backend
+    from autotune.config import load_config
+    from autotune.devicemap import device_map
+    from autotune.live.tracks import resolve_track
+
+    settings = _settings(ns)
+    config = load_config(Path(ns.config) if ns.config else settings.config, settings.output_dir)
+    spec: int | str = config.chain_track()
+    if ns.track is not None:
+        spec = int(ns.track) if ns.track.lstrip("-").isdigit() else ns.track
+    with open_backend(settings, config, log) as backend:
+        backend.osc.ping()
+        track = resolve_track(backend.osc, spec)
+        maps = device_map(backend.osc, track, settings.data_dir, learn=not ns.no_learn)
+    wide = console if console.is_terminal else Console(width=200, highlight=False)
+    for d, (name, path, rows) in enumerate(maps):
+        table = Table(title=f"track {track.label}, device {d}: {name}  ({path})")
+        for col in ("#", "name", "min", "max", "quantized", "value", "display", "display law"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(
+                str(r["index"]),
+                r["name"],
+                f"{r['min']:g}",
+                f"{r['max']:g}",
+                "yes" if r["is_quantized"] else "",
+                f"{r['value']:g}",
+                r["display"],
+                r["law"] or "",
+            )
+        wide.print(table)
+    return EXIT_OK
+
+
 def cmd_sim_export(ns: argparse.Namespace) -> int:
     """Ask a running virtual Live to export (fire and forget, like clicking Export): for --export-command."""
     import socket
@@ -359,6 +396,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _settings_args(dr)
     dr.set_defaults(func=cmd_doctor)
+
+    dm = sub.add_parser("device-map", help="print and cache every device's parameter table and display law")
+    dm.add_argument(
+        "config", nargs="?", help="config (default: AUTOTUNE_CONFIG or configs/master_sweep.json)"
+    )
+    dm.add_argument("--track", help="track index, name or master (default: the config's track)")
+    dm.add_argument("--no-learn", action="store_true", help="only read: do not probe display laws")
+    _settings_args(dm)
+    dm.set_defaults(func=cmd_device_map)
 
     r = sub.add_parser("report", help="table of a study's trials and an HTML page of plots")
     r.add_argument("--study", help="study name (default: the only study in the storage)")

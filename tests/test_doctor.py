@@ -137,3 +137,23 @@ def test_stock_build_fails_the_addressing_check(project: Path, capsys, monkeypat
     monkeypatch.setenv("AUTOTUNE_SIM_ADDRESSING", "stock")
     assert main(["doctor"]) == 20
     assert "✗ track addressing" in capsys.readouterr().out
+
+
+def test_device_map_prints_caches_and_restores(
+    rig: tuple[VirtualLive, list[str]], project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    sim, flags = rig
+    glue = sim.song.master.devices[1]
+    glue.param("Makeup").set(0.3)
+    before = [(p.name, p.value) for d in sim.song.master.devices for p in d.parameters]
+    assert main(["device-map", *flags]) == 0
+    out = capsys.readouterr().out
+    assert "linear: raw 0..1 -> 0..20 dB" in out and "logarithmic: raw 0..1 -> 0.001..1 s" in out
+    assert "stepped {2, 4, 10} ratio" in out
+    assert [(p.name, p.value) for d in sim.song.master.devices for p in d.parameters] == before  # put back
+    doc = json.loads((project / "data" / "registry" / "device_map_t-1000_d1.json").read_text())
+    assert doc["name"] == "Glue Compressor" and doc["addressing"] == "minus-1000"
+    makeup = next(p for p in doc["parameters"] if p["name"] == "Makeup")
+    assert makeup["display"] == "6.00 dB" and makeup["min"] == 0 and makeup["max"] == 1

@@ -93,6 +93,9 @@ class SimParameter:
     law: Law
     is_quantized: bool = False
 
+    def __post_init__(self) -> None:
+        self.value = float(np.float32(self.value))  # Live holds 32-bit values from the start
+
     def set(self, raw: float) -> None:
         if not math.isfinite(raw) or raw < self.min - 1e-6 or raw > self.max + 1e-6:
             raise ValueError(f"Invalid value {raw:g} for {self.name} (allowed {self.min:g}..{self.max:g})")
