@@ -131,3 +131,17 @@ def test_negative_track_other_than_minus_1000_is_refused(project: Path, capsys) 
 
     assert main(["sweep", _config(project, track=-1)]) == 20
     assert "negative indices are ambiguous" in capsys.readouterr().err
+
+
+def test_a_fader_that_cannot_be_set_stops_a_non_interactive_run(tmp_path: Path, demo_cache: Path) -> None:
+    with flavour(tmp_path, demo_cache, addressing="namespace") as (sim, client):
+        del sim.handlers["/live/master/set/volume"]
+        chain = MasterChain(LiveSet(client), resolve_track(client, "master"), NAMES, lambda _: None)
+        chain.resolve()
+        with pytest.raises(
+            LiveReadError, match=r"cannot set the fader of track master \(/live/master\) over OSC"
+        ):
+            chain.set_fader_0db(confirm_by_hand=None)
+        asked: list[str] = []
+        assert chain.set_fader_0db(confirm_by_hand=asked.append) == "by hand"
+        assert "set it to 0.0 dB in Live, then press Enter" in asked[0] and chain.fader_by_hand

@@ -184,16 +184,28 @@ class OscClient:
             for _attempt in range(retries + 1):
                 self._tx.sendto(build_message(address, args), self._addr)
                 deadline = time.monotonic() + timeout
+                error: LiveErrorReply | None = None
                 while (left := deadline - time.monotonic()) > 0:
                     try:
                         reply = self._inbox.get(timeout=left)
                     except queue.Empty:
                         break
-                    if reply.address == ERROR_ADDRESS:
+                    if reply.address == ERROR_ADDRESS and error is None:
                         text = " ".join(str(a) for a in reply.args) or "(no message)"
-                        raise LiveErrorReply(f"Live answered {address} {list(args)} with /live/error: {text}")
-                    if reply.address == address and reply_matches(args, reply.args):
+                        error = LiveErrorReply(
+                            f"Live answered {address} {list(args)} with /live/error: {text}"
+                        )
+                        if not after_send:
+                            raise error
+                        # The error is the setter's; this getter's own reply still comes: take it off the
+                        # queue so it cannot pass for the reply to a later query.
+                        deadline = min(deadline, time.monotonic() + max(timeout, 0.5))
+                    elif reply.address == address and reply_matches(args, reply.args):
+                        if error is not None:
+                            raise error
                         return reply.args
+                if error is not None:
+                    raise error
         raise LiveTimeout(
             f"no reply from Live at {self.host}:{self.port} to {address} {list(args)} "
             f"({retries + 1} tries, {timeout:g} s each; replies expected on port {self.reply_port})"
