@@ -106,9 +106,9 @@ class SweepConfig(BaseModel):
     @classmethod
     def _aliases(cls, v: dict[str, str]) -> dict[str, str]:
         for alias in v:
-            if alias in RUN_KEYS or not alias.replace("_", "").isalnum():
+            if alias in (*RUN_KEYS, "devices") or not alias.replace("_", "").isalnum():
                 raise ValueError(
-                    f"alias {alias!r} must be a word (letters, digits, _) other than id/export_file"
+                    f"alias {alias!r} must be a word (letters, digits, _) other than id, export_file and devices"
                 )
         return v
 

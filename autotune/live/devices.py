@@ -214,9 +214,9 @@ class MasterChain:
     def check(self, alias: str, key: str, value: float, where: str) -> None:
         lo, hi, shown = self.learn(alias, key)
         s = self.slots[(alias, key)]
-        slack = max((d.resolution for d in s.law.samples.values() if d.numeric), default=0.0) / 2
-        slack /= s.unit.factor
-        if not (lo - slack <= value <= hi + slack):
+        lo_slack, hi_slack = (x / s.unit.factor for x in s.law.range_slack())
+        slack = max(lo_slack, hi_slack)
+        if not (lo - lo_slack - 1e-12 <= value <= hi + hi_slack + 1e-12):
             raise ValueOutOfRange(
                 f"{where}.{alias}.{key} = {value:g} is outside {s.device_name} {s.param.name} range {shown}"
             )

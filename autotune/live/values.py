@@ -130,7 +130,9 @@ class DisplayLaw:
     def _grid(self) -> list[float]:
         if self.quantized and self.raw_max - self.raw_min <= 64:
             return [float(v) for v in range(math.ceil(self.raw_min), math.floor(self.raw_max) + 1)]
-        return [self.raw_min + (self.raw_max - self.raw_min) * i / 8 for i in range(9)]
+        grid = [self.raw_min + (self.raw_max - self.raw_min) * i / 8 for i in range(9)]
+        # A quantized parameter rounds what it is given: probe the values it will really hold.
+        return sorted({float(round(r)) for r in grid}) if self.quantized else grid
 
     def learn(self, probe: Probe) -> None:
         for raw in self._grid():
@@ -171,6 +173,14 @@ class DisplayLaw:
             )
         return min(values), max(values)
 
+    def range_slack(self) -> tuple[float, float]:
+        """Half a display digit at each end of the range: how far past an end a request may lie and still
+        show as that end (a log law reads "1.0 ms" at the bottom but "1.00 s" at the top)."""
+        points = self.numeric_points()
+        lo_raw = min(points, key=lambda p: p[1])[0]
+        hi_raw = max(points, key=lambda p: p[1])[0]
+        return self.samples[lo_raw].resolution / 2, self.samples[hi_raw].resolution / 2
+
     def describe_range(self) -> str:
         lo, hi = self.physical_range()
         u = self.unit()
@@ -180,8 +190,8 @@ class DisplayLaw:
         """Find and set a raw value whose display shows `target`; the last probe is the read-back."""
         self.learn(probe)
         lo_v, hi_v = self.physical_range()
-        slack = max((d.resolution for d in self.samples.values() if d.numeric), default=0.0) / 2
-        if target < lo_v - slack or target > hi_v + slack:
+        lo_slack, hi_slack = self.range_slack()
+        if target < lo_v - lo_slack - 1e-12 or target > hi_v + hi_slack + 1e-12:
             raise ValueError_(
                 f"{_fmt(target, self.unit())} is outside {self.name}'s range {self.describe_range()}"
             )
