@@ -1,0 +1,395 @@
+"""Master-chain physics (autotune.dsp): the behaviour a producer would hear or meter.
+
+Short demo songs (2-6 s) and noise keep the suite fast; the default 30 s demo is rendered once.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import replace
+from typing import Literal
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from numpy.typing import NDArray
+
+from autotune.audio import integrated_loudness, to_db, true_peak
+from autotune.dsp import ChainParams, DemoSpec, GlueParams, LimiterParams, demo_track, render
+from autotune.dsp.chain import (
+    _forward_min,
+    _trailing_mean,
+    db_to_lin,
+    glue_compressor,
+    limiter,
+    live_fader_db,
+    render_stages,
+)
+
+SR = 48_000
+Mode = Literal["standard", "soft_clip", "true_peak"]
+MODES: tuple[Mode, ...] = ("standard", "soft_clip", "true_peak")
+Audio = NDArray[np.float64]
+
+
+@functools.cache
+def short_demo(seconds: float = 4.0, seed: int = 7) -> Audio:
+    x = demo_track(DemoSpec(seconds=seconds, seed=seed))
+    x.setflags(write=False)  # shared between tests: any in-place write fails loudly
+    return x
+
+
+@functools.cache
+def noise(seconds: float = 2.0) -> Audio:
+    rng = np.random.default_rng(11)
+    x = 0.2 * rng.standard_normal((round(seconds * SR), 2))
+    x.setflags(write=False)
+    return x
+
+
+def peak(x: NDArray[np.floating]) -> float:
+    return float(np.max(np.abs(x)))
+
+
+def peak_db(x: NDArray[np.floating]) -> float:
+    return to_db(peak(x))
+
+
+def crest_db(x: Audio) -> float:
+    """Peak-to-loudness ratio (dB): what compression and limiting trade away."""
+    return peak_db(x) - integrated_loudness(x, SR)
+
+
+# --- Demo song -------------------------------------------------------------------------------------------
+
+
+def test_demo_is_deterministic() -> None:
+    spec = DemoSpec(seconds=3)
+    a, b = demo_track(spec), demo_track(spec)
+    assert np.array_equal(a, b)
+    other = demo_track(DemoSpec(seconds=3, seed=8))
+    assert a.shape == other.shape
+    assert np.max(np.abs(a - other)) > 0.01  # a new seed is a new performance, not a rounding difference
+    assert DemoSpec(seconds=3).cache_key() != DemoSpec(seconds=3, seed=8).cache_key()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        DemoSpec(seconds=3),
+        DemoSpec(seconds=2.5, peak_dbfs=-6.0),
+        DemoSpec(seconds=2, sample_rate=44_100, peak_dbfs=-1.0),
+        DemoSpec(seconds=3, tempo_bpm=95, seed=3, bass_db=0.0),
+    ],
+)
+def test_demo_shape_and_peak(spec: DemoSpec) -> None:
+    x = demo_track(spec)
+    assert x.shape == (round(spec.seconds * spec.sample_rate), 2)
+    assert x.dtype == np.float64
+    assert peak_db(x) == pytest.approx(spec.peak_dbfs, abs=1e-9)
+    assert not np.array_equal(x[:, 0], x[:, 1])  # a real stereo mix (panned hats, detuned pads)
+
+
+def test_default_demo_loudness_is_an_unmastered_mix() -> None:
+    x = demo_track()
+    assert x.shape == (30 * SR, 2)
+    assert peak_db(x) == pytest.approx(-3.8, abs=1e-9)
+    # About -18.3 LUFS at a -3.8 dBFS peak: loud targets need the chain.
+    assert -19.0 <= integrated_loudness(x, SR) <= -17.5
+
+
+# --- Limiter: the brick wall -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("gain_db", [0.0, 6.0, 15.0, 30.0])
+@pytest.mark.parametrize(
+    ("ceiling_db", "release_ms", "lookahead_ms"),
+    [(-0.3, 300.0, 3.0), (-1.0, 1.0, 1.5), (-6.0, 1000.0, 6.0), (0.0, 50.0, 0.0), (-12.0, 0.0, 0.02)],
+)
+def test_limiter_output_never_exceeds_ceiling(
+    mode: Mode, gain_db: float, ceiling_db: float, release_ms: float, lookahead_ms: float
+) -> None:
+    p = LimiterParams(
+        gain_db=gain_db, ceiling_db=ceiling_db, release_ms=release_ms, lookahead_ms=lookahead_ms, mode=mode
+    )
+    for x in (short_demo(2.0), noise()):
+        assert peak(limiter(x, SR, p)) <= db_to_lin(ceiling_db)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    gain_db=st.floats(-12.0, 40.0),
+    ceiling_db=st.floats(-20.0, 0.0),
+    release_ms=st.floats(0.0, 3000.0),
+    lookahead_ms=st.floats(0.0, 12.0),
+    mode=st.sampled_from(MODES),
+    use_noise=st.booleans(),
+)
+def test_limiter_ceiling_holds_for_any_settings(
+    gain_db: float, ceiling_db: float, release_ms: float, lookahead_ms: float, mode: Mode, use_noise: bool
+) -> None:
+    x = noise(1.0) if use_noise else short_demo(2.0)
+    p = LimiterParams(
+        gain_db=gain_db, ceiling_db=ceiling_db, release_ms=release_ms, lookahead_ms=lookahead_ms, mode=mode
+    )
+    y = limiter(x, SR, p)
+    assert y.shape == x.shape
+    assert np.all(np.isfinite(y))
+    assert peak(y) <= db_to_lin(ceiling_db)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    gain_db=st.floats(0.0, 36.0),
+    ceiling_db=st.floats(-12.0, 0.0),
+    release_ms=st.floats(0.0, 2000.0),
+    lookahead_ms=st.floats(0.0, 10.0),
+    mode=st.sampled_from(("standard", "true_peak")),
+)
+def test_limiter_is_a_linked_gain_not_a_clipper(
+    gain_db: float, ceiling_db: float, release_ms: float, lookahead_ms: float, mode: Mode
+) -> None:
+    # The final clip in limiter() only trims floating-point ulps: the ceiling is met by gain reduction,
+    # the same on both channels (no distortion, stereo image kept) and never a boost.
+    x = short_demo(2.0)
+    p = LimiterParams(
+        gain_db=gain_db, ceiling_db=ceiling_db, release_ms=release_ms, lookahead_ms=lookahead_ms, mode=mode
+    )
+    driven = x * db_to_lin(gain_db)
+    y = limiter(x, SR, p)
+    audible = np.all(np.abs(driven) > 1e-3, axis=1)
+    g = y[audible] / driven[audible]
+    np.testing.assert_allclose(g[:, 0], g[:, 1], rtol=1e-9, atol=0)
+    assert np.all(g > 0)
+    assert np.all(g <= 1.0 + 1e-12)
+
+
+def test_limiter_is_transparent_below_the_ceiling() -> None:
+    x = short_demo()  # peaks at -3.8 dBFS
+    assert np.array_equal(limiter(x, SR, LimiterParams(gain_db=0.0, ceiling_db=-0.3)), x)
+    y = limiter(x, SR, LimiterParams(gain_db=3.0, ceiling_db=-0.3))  # -0.8 dBFS: still no limiting
+    np.testing.assert_allclose(y, x * db_to_lin(3.0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_more_input_gain_never_makes_it_quieter(mode: Mode) -> None:
+    x = short_demo()
+    gains = np.arange(0.0, 25.0, 1.0)
+    lufs = [integrated_loudness(limiter(x, SR, LimiterParams(gain_db=g, mode=mode)), SR) for g in gains]
+    steps = np.diff(lufs)
+    assert np.all(steps >= -0.01), list(zip(gains[1:], steps, strict=True))
+    assert lufs[-1] > lufs[0] + 6.0  # and the gain does buy loudness
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_longer_release_is_never_louder(mode: Mode) -> None:
+    x = short_demo()
+    lufs = [
+        integrated_loudness(limiter(x, SR, LimiterParams(gain_db=12.0, release_ms=r, mode=mode)), SR)
+        for r in (1.0, 10.0, 100.0, 300.0, 1000.0, 3000.0)
+    ]
+    assert np.all(np.diff(lufs) <= 0.01), lufs
+    assert lufs[0] > lufs[-1] + 0.3
+
+
+def test_true_peak_mode_catches_intersample_overs() -> None:
+    x = short_demo()
+    ceiling = -0.3
+    std = limiter(x, SR, LimiterParams(gain_db=18.0, ceiling_db=ceiling, mode="standard"))
+    tp = limiter(x, SR, LimiterParams(gain_db=18.0, ceiling_db=ceiling, mode="true_peak"))
+    # Standard mode pins the sample peak but leaves overs of several tenths of a dB between samples.
+    assert to_db(true_peak(std)) > ceiling + 0.3
+    # True-peak mode (4x detection) keeps them within a tenth of a dB of the ceiling (measured +0.07 dB
+    # with the project's meter).
+    assert to_db(true_peak(tp)) <= ceiling + 0.1
+
+
+def test_limiter_off_is_bypass() -> None:
+    x = short_demo()
+    y = limiter(x, SR, LimiterParams(on=False, gain_db=20.0, ceiling_db=-10.0))
+    assert np.array_equal(y, x)
+
+
+# --- Glue compressor --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ratio", [2.0, 4.0, 10.0])
+@pytest.mark.parametrize("attack_ms", [0.1, 0.3])
+def test_lower_threshold_reduces_crest_factor(ratio: float, attack_ms: float) -> None:
+    # A fast attack (under the 0.67 ms control block) is needed: the gain starts at rest, so with a 1 ms
+    # attack the song's very first kick (t = 0) already slips through at a -30 dB threshold, ratio 10.
+    x = short_demo()
+    crest = [
+        crest_db(glue_compressor(x, SR, GlueParams(threshold_db=t, ratio=ratio, attack_ms=attack_ms)))
+        for t in (0.0, -10.0, -20.0, -30.0)
+    ]
+    assert crest[0] == pytest.approx(crest_db(x), abs=1e-6)  # nothing reaches a 0 dB threshold
+    assert crest[1] < crest[0] - 0.5
+    assert crest[2] < crest[1] - 0.2
+    assert crest[3] <= crest[2] + 0.01
+
+
+def test_slow_attack_lets_transients_through() -> None:
+    # With the default 10 ms attack the kick's first milliseconds pass before the gain comes down, so
+    # deep compression takes more off the loudness than off the peak: the crest factor grows ("punch").
+    # Only a fast attack makes the compressor reduce the crest factor (test above).
+    x = short_demo()
+    y = glue_compressor(x, SR, GlueParams(threshold_db=-30.0, ratio=4.0, attack_ms=10.0))
+    loudness_drop = integrated_loudness(x, SR) - integrated_loudness(y, SR)
+    peak_drop = peak_db(x) - peak_db(y)
+    assert peak_drop > 1.0
+    assert loudness_drop > peak_drop + 2.0
+
+
+def test_ratio_one_never_compresses() -> None:
+    x = short_demo()
+    for threshold in (-40.0, -20.0, 0.0):
+        assert np.array_equal(glue_compressor(x, SR, GlueParams(threshold_db=threshold, ratio=1.0)), x)
+
+
+@pytest.mark.parametrize("makeup_db", [0.0, 2.0, 6.5, -3.0])
+def test_makeup_adds_exactly_its_gain_below_threshold(makeup_db: float) -> None:
+    # The demo peaks at -3.8 dBFS: below a 0 dB threshold and below its 6 dB soft knee (which starts
+    # 3 dB under the threshold), so the only change is the makeup gain.
+    x = short_demo()
+    y = glue_compressor(x, SR, GlueParams(threshold_db=0.0, ratio=4.0, makeup_db=makeup_db))
+    np.testing.assert_allclose(y, x * db_to_lin(makeup_db), rtol=1e-12, atol=0)
+    assert integrated_loudness(y, SR) == pytest.approx(integrated_loudness(x, SR) + makeup_db, abs=1e-3)
+
+
+def test_soft_knee_starts_below_threshold() -> None:
+    x = short_demo() * db_to_lin(3.0)  # peaks at -0.8 dBFS: under a 0 dB threshold, inside the knee
+    y = glue_compressor(x, SR, GlueParams(threshold_db=0.0, ratio=4.0))
+    assert 0.0 < peak_db(x) - peak_db(y) < 0.5
+
+
+def test_range_caps_gain_reduction() -> None:
+    x = short_demo()
+    y = glue_compressor(x, SR, GlueParams(threshold_db=-40.0, ratio=10.0, attack_ms=0.01, range_db=3.0))
+    audible = np.abs(x) > 1e-6
+    ratio = np.abs(y[audible]) / np.abs(x[audible])
+    assert ratio.min() >= db_to_lin(-3.0) * (1 - 1e-9)
+    assert ratio.min() < db_to_lin(-2.9)  # and the cap is reached
+
+
+def test_dry_wet() -> None:
+    x = short_demo()
+    squash = GlueParams(threshold_db=-30.0, ratio=10.0, attack_ms=0.1, makeup_db=6.0)
+    wet = glue_compressor(x, SR, squash)
+    assert not np.allclose(wet, x)
+    assert np.array_equal(glue_compressor(x, SR, replace(squash, dry_wet=0.0)), x)
+    half = glue_compressor(x, SR, replace(squash, dry_wet=0.5))
+    np.testing.assert_allclose(half, 0.5 * wet + 0.5 * x, rtol=1e-12, atol=1e-15)
+
+
+def test_glue_off_is_bypass() -> None:
+    x = short_demo()
+    y = glue_compressor(x, SR, GlueParams(on=False, threshold_db=-40.0, ratio=10.0, makeup_db=12.0))
+    assert np.array_equal(y, x)
+
+
+def test_peak_clip_keeps_a_hot_signal_below_full_scale() -> None:
+    x = short_demo() * db_to_lin(12.0)  # +8 dBFS peaks
+    y = glue_compressor(x, SR, GlueParams(threshold_db=0.0, ratio=2.0, peak_clip=True))
+    assert peak(y) < 1.0
+    assert peak(glue_compressor(x, SR, GlueParams(threshold_db=0.0, ratio=2.0))) > 1.0
+
+
+# --- Master fader after the chain -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fader_db", [3.0, -6.0, 0.0])
+def test_fader_after_the_limiter_moves_the_peak_past_the_ceiling(fader_db: float) -> None:
+    # The lesson from the real sessions: the master fader sits after the devices, so +3 dB on the fader
+    # puts the export 3 dB over the limiter's ceiling, whatever the ceiling says.
+    x = short_demo()
+    chain = ChainParams(limiter=LimiterParams(gain_db=10.0, ceiling_db=-0.3))
+    at_unity = render(x, SR, chain)
+    y = render(x, SR, ChainParams(glue=chain.glue, limiter=chain.limiter, fader_db=fader_db))
+    assert peak_db(at_unity) == pytest.approx(-0.3, abs=1e-9)
+    assert peak_db(y) == pytest.approx(-0.3 + fader_db, abs=1e-9)
+    assert integrated_loudness(y, SR) == pytest.approx(integrated_loudness(at_unity, SR) + fader_db, abs=1e-3)
+
+
+def test_live_fader_law() -> None:
+    assert live_fader_db(0.85) == pytest.approx(0.0)
+    assert live_fader_db(1.0) == pytest.approx(6.0)
+    assert live_fader_db(0.0) == -math.inf
+    assert live_fader_db(0.4) == pytest.approx(-18.0)
+    assert live_fader_db(0.4 - 1e-9) == pytest.approx(-18.0, abs=1e-6)  # continuous at the join
+    volumes = np.linspace(0.01, 1.0, 200)
+    assert np.all(np.diff([live_fader_db(v) for v in volumes]) > 0)
+
+
+# --- Purity ---------------------------------------------------------------------------------------------
+
+
+CHAINS = [
+    ChainParams(),
+    ChainParams(
+        glue=GlueParams(threshold_db=-20.0, ratio=4.0, makeup_db=3.0, dry_wet=0.7, peak_clip=True),
+        limiter=LimiterParams(gain_db=9.0, ceiling_db=-1.0, mode="soft_clip"),
+        fader_db=-1.5,
+    ),
+    ChainParams(limiter=LimiterParams(gain_db=12.0, mode="true_peak"), fader_db=3.0),
+    ChainParams(glue=GlueParams(on=False), limiter=LimiterParams(on=False)),
+]
+
+
+@pytest.mark.parametrize("params", CHAINS)
+def test_render_is_pure(params: ChainParams) -> None:
+    x = np.array(short_demo())  # writable copy: render must not write into it anyway
+    before = x.copy()
+    a = render(x, SR, params)
+    assert np.array_equal(x, before)
+    b = render(x, SR, params)
+    assert np.array_equal(a, b)
+    assert a.shape == x.shape
+
+
+def test_render_matches_its_stages() -> None:
+    x = short_demo()
+    p = CHAINS[1]
+    by_hand = limiter(glue_compressor(x, SR, p.glue), SR, p.limiter) * db_to_lin(p.fader_db)
+    np.testing.assert_allclose(render(x, SR, p), by_hand, rtol=1e-12, atol=0)
+    # Device order matters: a compressor with makeup after the limiter pushes past the ceiling.
+    glue = GlueParams(threshold_db=-10.0, ratio=2.0, makeup_db=6.0)
+    lim = LimiterParams(gain_db=6.0, ceiling_db=-1.0)
+    assert peak_db(render_stages(x, SR, (("glue", glue), ("limiter", lim)))) <= -1.0 + 1e-9
+    assert peak_db(render_stages(x, SR, (("limiter", lim), ("glue", glue)))) > -1.0 + 3.0
+
+
+# --- Helpers against brute force --------------------------------------------------------------------------
+
+
+def brute_forward_min(a: Audio, size: int) -> Audio:
+    padded = np.concatenate([a, np.full(max(size - 1, 0), a[-1])])
+    return np.array([padded[i : i + max(size, 1)].min() for i in range(len(a))])
+
+
+def brute_trailing_mean(a: Audio, size: int) -> Audio:
+    size = max(size, 1)
+    padded = np.concatenate([np.full(size - 1, a[0]), a])
+    return np.array([padded[i : i + size].mean() for i in range(len(a))])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 64, 257])
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 16, 144, 300])
+def test_forward_min_and_trailing_mean_match_brute_force(n: int, size: int) -> None:
+    a = np.random.default_rng(n * 1000 + size).uniform(0.0, 1.0, n)
+    np.testing.assert_array_equal(_forward_min(a, size), brute_forward_min(a, size))
+    np.testing.assert_allclose(_trailing_mean(a, size), brute_trailing_mean(a, size), rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    a=arrays(np.float64, st.integers(1, 80), elements=st.floats(0.0, 1.0)),
+    size=st.integers(0, 100),
+)
+def test_helpers_match_brute_force_on_any_input(a: Audio, size: int) -> None:
+    np.testing.assert_array_equal(_forward_min(a, size), brute_forward_min(a, size))
+    np.testing.assert_allclose(_trailing_mean(a, size), brute_trailing_mean(a, size), rtol=1e-12, atol=1e-12)
