@@ -174,9 +174,8 @@ def true_peak(audio: NDArray[np.floating[Any]]) -> float:
     near[:-1] = np.maximum(near[:-1], bmax[1:])
     order = np.flatnonzero(near * _TP_L1 > best)
     order = order[np.argsort(-near[order], kind="stable")]
-    offsets = np.arange(_TP_BLOCK + TP_TAPS - 1)
-    half = TP_TAPS // 2
-    padded: NDArray[np.float32] | None = None
+    offsets = np.arange(_TP_BLOCK + TP_TAPS - 1) - TP_TAPS // 2
+    edge = {0, nb - 1}  # only the first and last blocks reach past the file: they read silence there
     size = 256  # a small first batch lifts `best` to near the true peak before the pruning matters
     i = 0
     while i < len(order):
@@ -186,12 +185,16 @@ def true_peak(audio: NDArray[np.floating[Any]]) -> float:
         batch = batch[near[batch] * _TP_L1 > best]
         if len(batch) == 0:
             break
-        if padded is None:  # silence around the file, so edge blocks need no special case
-            padded = np.zeros((nb * _TP_BLOCK + TP_TAPS, ch), np.float32)
-            padded[half : half + n] = x
         idx = batch[:, None] * _TP_BLOCK + offsets
+        outside = [k for k, b in enumerate(batch.tolist()) if b in edge]
+        if outside:
+            idx = np.clip(idx, 0, n - 1)
         for c in range(ch):
-            up = padded[idx, c] @ _TP_MATRIX
+            rows = x[idx, c]
+            for k in outside:
+                raw = batch[k] * _TP_BLOCK + offsets
+                rows[k, (raw < 0) | (raw >= n)] = 0.0
+            up = rows @ _TP_MATRIX
             best = max(best, float(up.max()), -float(up.min()))
     return best
 
@@ -223,32 +226,46 @@ def measure_audio(audio: NDArray[np.floating[Any]], sample_rate: int, sha256: st
     )
 
 
-def _read_hashing(p: Path) -> tuple[bytes, str]:
-    """The file's bytes and their sha256, in one pass over the file."""
-    h = hashlib.sha256()
-    chunks = []
-    with p.open("rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-            chunks.append(chunk)
-    return b"".join(chunks), h.hexdigest()
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _decode(data: bytes, pool: ThreadPoolExecutor) -> tuple[NDArray[np.float32], int]:
+    """Decode in two halves on two threads (libsndfile runs without the GIL); `data` is shared, not copied."""
+    with sf.SoundFile(io.BytesIO(data)) as f:
+        frames, channels, sr = f.frames, f.channels, f.samplerate
+    out = np.empty((frames, channels), np.float32)
+
+    def part(start: int, stop: int) -> None:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            f.seek(start)
+            f.read(stop - start, dtype="float32", always_2d=True, out=out[start:stop])
+
+    mid = frames // 2
+    second = pool.submit(part, mid, frames)
+    part(0, mid)
+    second.result()
+    return out, int(sr)
 
 
 def analyze_file(path: str | Path) -> Measurement:
-    """Read the file once (hashing as it is read), decode those bytes, measure."""
+    """Read the file once; hash those bytes while decoding them; measure."""
     p = Path(path)
     try:
-        data, digest = _read_hashing(p)
+        data = p.read_bytes()
     except IsADirectoryError:
         raise AnalysisError(f"{p} is a directory, not an audio file") from None
     except OSError as e:
         raise AnalysisError(f"cannot read {p}: {e.strerror or e}") from None
     if not data:
         raise AnalysisError(f"{p} is empty (0 bytes)")
-    try:
-        audio, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError) as e:
-        raise AnalysisError(f"{p} is not a readable audio file: {e}") from None
+    with ThreadPoolExecutor(max_workers=2) as pool:  # hashlib and libsndfile release the GIL
+        hashing = pool.submit(_sha256, data)
+        try:
+            audio, sr = _decode(data, pool)
+        except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
+            raise AnalysisError(f"{p} is not a readable audio file: {e}") from None
+        digest = hashing.result()
     del data  # the decoded audio is all we need from here on: keep peak memory near 3x the audio
     try:
         return measure_audio(audio, int(sr), digest)

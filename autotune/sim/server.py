@@ -105,6 +105,7 @@ class VirtualLive:
         self._renders: OrderedDict[tuple[tuple[Stage, ...], float], bytes] = OrderedDict()
         self._exports: list[threading.Thread] = []
         self.received: list[tuple[str, tuple[Any, ...]]] = []
+        self.export_done: dict[str, float] = {}  # path -> time.monotonic() when its last byte was written
         self.handlers: dict[str, Handler] = self._handlers()
 
     # -- life cycle ---------------------------------------------------------------------------------
@@ -272,3 +273,4 @@ class VirtualLive:
                 time.sleep(self.options.export_chunk_delay_s)
             f.seek(0)
             f.write(data[:header_len])
+        self.export_done[str(target)] = time.monotonic()
