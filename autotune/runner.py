@@ -77,6 +77,11 @@ def run_trial(
     if not chain.fader_by_hand:  # confirmed by the producer once at start-up: not asked again per trial
         chain.set_fader_0db()
     applied: list[Applied] = []
+    # Parameters other runs set but this one does not go back to where they were at start-up, so a run's
+    # result never depends on which runs came before it (a resume retries runs out of order).
+    for alias, key in chain.baseline:
+        if key not in params.get(alias, {}):
+            applied.append(chain.restore(alias, key))
     for alias in rig.config.device_names:
         values = params.get(alias)
         if not values:

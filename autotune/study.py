@@ -113,6 +113,9 @@ def prepare_chain(osc: OscClient, config: SweepConfig, settings: Settings, log: 
     chain = MasterChain(LiveSet(osc), track, config.device_names, log)
     chain.resolve()
     preflight(chain, config, settings)
+    keys = {(a, k) for a, ks in config.physical_keys().items() for k in ks}
+    keys |= {(a, k) for a, ks in config.search_keys().items() for k in ks}
+    chain.snapshot(sorted(keys))  # before any probing moves them
     for i, run in enumerate(config.runs):
         for alias, values in run.devices.items():
             for key, value in values.items():

@@ -57,7 +57,9 @@ def song() -> np.ndarray:
     "params",
     [
         None,
-        ChainParams(GlueParams(threshold_db=-20, ratio=4, makeup_db=4), LimiterParams(gain_db=12, ceiling_db=-1)),
+        ChainParams(
+            GlueParams(threshold_db=-20, ratio=4, makeup_db=4), LimiterParams(gain_db=12, ceiling_db=-1)
+        ),
         ChainParams(GlueParams(threshold_db=-30, makeup_db=15), LimiterParams(gain_db=28, ceiling_db=-6.5)),
     ],
     ids=["mix", "mastered", "crushed"],

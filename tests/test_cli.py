@@ -332,3 +332,18 @@ def test_analyze_prints_measurements(project: Path, capsys: pytest.CaptureFixtur
     row = json.loads(capsys.readouterr().out)
     assert row["lufs_i"] == pytest.approx(-23.0, abs=0.1)
     assert main(["analyze", "output/missing.wav"]) == 20
+
+
+def test_a_run_measures_the_same_whatever_ran_before_it(project: Path) -> None:
+    """Runs set only their own parameters; the rest return to where they were, so order and resumes
+    (which retry a killed run after later ones) do not change a run's export."""
+    assert main(["sweep", "configs/master_sweep.json", "--study", "forward"]) == 0
+    forward = {r["id"]: r["results"]["lufs_i"] for r in receipts(project)}
+    config = json.loads((project / "configs" / "master_sweep.json").read_text())
+    config["runs"].reverse()
+    Path("configs/reversed.json").write_text(json.dumps(config))
+    assert main(["sweep", "configs/reversed.json"]) == 0
+    backward = {r["id"]: r["results"]["lufs_i"] for r in receipts(project)[3:]}
+    assert backward == forward
+    iter8 = receipts(project)[4]
+    assert iter8["id"] == "iter8" and iter8["applied"]["limiter.release"]["display"] == "300 ms"

@@ -146,6 +146,7 @@ class MasterChain:
     devices: dict[str, tuple[int, list[ParamInfo]]] = field(default_factory=dict)
     slots: dict[tuple[str, str], _Slot] = field(default_factory=dict)
     fader_by_hand: bool = False
+    baseline: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def resolve(self) -> None:
         self.log(f"Resolving devices on track {self.track.label}...")
@@ -226,6 +227,24 @@ class MasterChain:
             raise ValueOutOfRange(
                 f"{where}.{alias}.{key} = {value:g}: {s.device_name} {s.param.name} can only be {allowed}"
             )
+
+    def snapshot(self, keys: list[tuple[str, str]]) -> None:
+        """Remember the raw value each parameter has now: the baseline a run's unlisted parameters return to."""
+        for alias, key in keys:
+            s = self.slot(alias, key)
+            self.baseline[(alias, key)] = self.live.value(self.track, s.device_index, s.param.index)
+
+    def restore(self, alias: str, key: str) -> Applied:
+        """Put a parameter back to its baseline raw value, read back."""
+        s = self.slot(alias, key)
+        raw = self.baseline[(alias, key)]
+        shown = self._probe(s.device_index, s.param.index)(raw)
+        back = self.live.value(self.track, s.device_index, s.param.index)
+        if abs(back - raw) > 1e-5 * max(1.0, abs(s.param.max - s.param.min)):
+            raise LiveWriteError(
+                f"{s.device_name} {s.param.name}: wrote raw {raw:g} but Live reads back {back:g}"
+            )
+        return Applied(alias, key, s.param.name, float("nan"), raw, shown.text)
 
     def write(self, alias: str, key: str, value: float) -> Applied:
         s = self.slot(alias, key)
