@@ -108,7 +108,7 @@ def run_trial(
             f"{a.device}.{a.key}": {"param": a.param, "raw": a.raw, "display": a.display} for a in applied
         },
     }
-    path = rig.project_root / export_file
+    path = (rig.project_root / export_file).absolute()  # export programs get a path that survives a chdir
     path.parent.mkdir(parents=True, exist_ok=True)
     before = stamp(path)
     try:
