@@ -136,7 +136,7 @@ def cmd_optimize(ns: argparse.Namespace) -> int:
     from autotune.study import run
 
     settings = _settings(ns)
-    path = Path(ns.config) if ns.config else settings.config
+    path = _config_path(ns, settings)
     config = load_config(path, settings.output_dir)
     started = time.monotonic()
     result = run(
@@ -253,6 +253,14 @@ def cmd_sim_serve(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _config_path(ns: argparse.Namespace, settings: Settings) -> Path:
+    return Path(ns.config) if ns.config else settings.config
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", help="config (default: AUTOTUNE_CONFIG or configs/master_sweep.json)")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -278,7 +286,7 @@ def cmd_doctor(ns: argparse.Namespace) -> int:
     from autotune.doctor import run_doctor
 
     settings = _settings(ns)
-    config = load_config(Path(ns.config) if ns.config else settings.config, settings.output_dir)
+    config = load_config(_config_path(ns, settings), settings.output_dir)
     with open_backend(settings, config, log) as backend:
         log(f"autotune doctor: {backend.description}")
         checks = run_doctor(backend.osc, config, settings, log)
@@ -308,7 +316,7 @@ def cmd_device_map(ns: argparse.Namespace) -> int:
     from autotune.live.tracks import resolve_track
 
     settings = _settings(ns)
-    config = load_config(Path(ns.config) if ns.config else settings.config, settings.output_dir)
+    config = load_config(_config_path(ns, settings), settings.output_dir)
     spec: int | str = config.chain_track()
     if ns.track is not None:
         spec = int(ns.track) if ns.track.lstrip("-").isdigit() else ns.track
@@ -373,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_sweep)
 
     o = sub.add_parser("optimize", help="search the settings adaptively until an export passes")
-    o.add_argument("config", nargs="?", help="config (default: AUTOTUNE_CONFIG or configs/master_sweep.json)")
+    _config_arg(o)
     o.add_argument(
         "--trials", type=_positive_int, default=20, help="finished trials in total, over resumes (20)"
     )
@@ -391,16 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
     dr = sub.add_parser(
         "doctor", help="check Live, the chain, the fader and the export method before exporting"
     )
-    dr.add_argument(
-        "config", nargs="?", help="config (default: AUTOTUNE_CONFIG or configs/master_sweep.json)"
-    )
+    _config_arg(dr)
     _settings_args(dr)
     dr.set_defaults(func=cmd_doctor)
 
     dm = sub.add_parser("device-map", help="print and cache every device's parameter table and display law")
-    dm.add_argument(
-        "config", nargs="?", help="config (default: AUTOTUNE_CONFIG or configs/master_sweep.json)"
-    )
+    _config_arg(dm)
     dm.add_argument("--track", help="track index, name or master (default: the config's track)")
     dm.add_argument("--no-learn", action="store_true", help="only read: do not probe display laws")
     _settings_args(dm)

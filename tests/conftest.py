@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +30,30 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_cache: Path) -
     monkeypatch.setenv("AUTOTUNE_CACHE_DIR", str(demo_cache))
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def free_udp_port() -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = int(s.getsockname()[1])
+    s.close()
+    return port
+
+
+@pytest.fixture
+def standalone_live(project: Path, demo_cache: Path) -> Iterator[tuple[VirtualLive, list[str]]]:
+    """The virtual Live as a separate server (as `autotune sim serve` runs it) on free ports, and the CLI
+    flags that reach it as a real Live."""
+    reply_port = free_udp_port()
+    sim = VirtualLive(
+        "127.0.0.1",
+        0,
+        reply_port=reply_port,
+        export_root=project / "output",
+        options=SimOptions(cache_dir=demo_cache),
+    )
+    with sim:
+        yield sim, ["--backend", "live", "--port", str(sim.port), "--reply-port", str(reply_port)]
 
 
 @pytest.fixture

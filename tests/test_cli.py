@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,8 +17,8 @@ import soundfile as sf
 
 from autotune.audio import analyze_file
 from autotune.cli import main
-from autotune.sim import SimOptions, VirtualLive
 from autotune.sim.liveset import SimParameter
+from tests.conftest import free_udp_port
 
 STORAGE = "sqlite:///studies/autotune.db"
 
@@ -37,14 +36,6 @@ def write_config(project: Path, name: str, **changes: object) -> str:
     path = project / "configs" / name
     path.write_text(json.dumps(config))
     return str(path.relative_to(project))
-
-
-def free_udp_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return int(port)
 
 
 def test_sweep_on_the_virtual_live_follows_the_spec(
@@ -206,22 +197,6 @@ def test_no_live_is_a_quick_exit_20(project: Path, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: Live is not answering at 127.0.0.1:") and "\n" not in err
     assert receipts(project) == []
-
-
-@pytest.fixture
-def standalone_live(project: Path, demo_cache: Path):  # type: ignore[no-untyped-def]
-    """The virtual Live as a separate server (as `autotune sim serve` runs it) on free ports."""
-    reply_port = free_udp_port()
-    sim = VirtualLive(
-        "127.0.0.1",
-        0,
-        reply_port=reply_port,
-        export_root=project / "output",
-        options=SimOptions(cache_dir=demo_cache),
-    )
-    sim.start()
-    yield sim, ["--backend", "live", "--port", str(sim.port), "--reply-port", str(reply_port)]
-    sim.close()
 
 
 def test_live_backend_with_manual_export_logs_export_failed_and_moves_on(

@@ -2,42 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from autotune.cli import main
-from autotune.sim import SimOptions, VirtualLive
-from tests.test_cli import free_udp_port
+from autotune.sim import VirtualLive
+from tests.conftest import free_udp_port
 
 Setup = Callable[[VirtualLive], None]
 
 
 @pytest.fixture
-def rig(project: Path, demo_cache: Path) -> Iterator[tuple[VirtualLive, list[str]]]:
-    reply_port = free_udp_port()
-    sim = VirtualLive(
-        "127.0.0.1",
-        0,
-        reply_port=reply_port,
-        export_root=project / "output",
-        options=SimOptions(cache_dir=demo_cache),
-    )
-    with sim:
-        yield (
-            sim,
-            [
-                "--backend",
-                "live",
-                "--port",
-                str(sim.port),
-                "--reply-port",
-                str(reply_port),
-                "--export",
-                "sim",
-            ],
-        )
+def rig(standalone_live: tuple[VirtualLive, list[str]]) -> tuple[VirtualLive, list[str]]:
+    sim, flags = standalone_live
+    return sim, [*flags, "--export", "sim"]
 
 
 def lines(out: str, mark: str) -> list[str]:

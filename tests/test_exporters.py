@@ -23,7 +23,7 @@ from autotune.live.export import (
     applescript_argv,
     wait_for_export,
 )
-from autotune.sim import SimOptions, VirtualLive
+from autotune.sim import VirtualLive
 
 HOSTILE = [
     'mix "final".wav',
@@ -144,36 +144,12 @@ def test_applescript_refuses_control_characters_and_other_systems() -> None:
 
 
 def test_sweep_with_the_command_exporter(
-    project: Path, demo_cache: Path, capsys: pytest.CaptureFixture[str]
+    project: Path, standalone_live: tuple[VirtualLive, list[str]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The virtual Live as a separate server; each export made by a program (`autotune sim export`)."""
-    from tests.test_cli import free_udp_port
-
-    reply_port = free_udp_port()
-    sim = VirtualLive(
-        "127.0.0.1",
-        0,
-        reply_port=reply_port,
-        export_root=project / "output",
-        options=SimOptions(cache_dir=demo_cache),
-    )
-    with sim:
-        command = f"{sys.executable} -m autotune sim export {{path}} --port {sim.port}"
-        code = main(
-            [
-                "sweep",
-                "configs/master_sweep.json",
-                "--backend",
-                "live",
-                "--port",
-                str(sim.port),
-                "--reply-port",
-                str(reply_port),
-                "--export-command",
-                command,
-            ]
-        )
-    assert code == 0
+    sim, flags = standalone_live
+    command = f"{sys.executable} -m autotune sim export {{path}} --port {sim.port}"
+    assert main(["sweep", "configs/master_sweep.json", *flags, "--export-command", command]) == 0
     out = capsys.readouterr().out
     assert "📤 EXPORTING WITH: " in out and "sim export" in out
     rows = [json.loads(line) for line in (project / "output" / "experiments.jsonl").read_text().splitlines()]
