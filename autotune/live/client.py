@@ -9,7 +9,6 @@ a timeout ends the wait.
 
 from __future__ import annotations
 
-import ipaddress
 import queue
 import socket
 import threading
@@ -69,13 +68,6 @@ def reply_matches(query_args: Sequence[OscArg], reply_args: Sequence[OscArg]) ->
     return all(_same(q, r) for q, r in zip(query_args, reply_args, strict=False))
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 class OscClient:
     """One connection to an AbletonOSC peer (a real Live or the virtual one)."""
 
@@ -94,7 +86,6 @@ class OscClient:
         self.timeout = timeout
         self.retries = retries
         self._addr = (socket.gethostbyname(host), port)
-        self._accept_loopback = _is_loopback(self._addr[0])
         self._rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             self._rx.bind((reply_host, reply_port))
@@ -118,9 +109,8 @@ class OscClient:
 
     # -- plumbing -----------------------------------------------------------------------------------
     def _accepts(self, source: tuple[str, int]) -> bool:
-        if source[0] == self._addr[0]:
-            return True
-        return self._accept_loopback and _is_loopback(source[0])
+        """Only Live's own address may answer: anything else on the reply port is ignored."""
+        return source[0] == self._addr[0]
 
     def _read(self) -> None:
         while not self._stop.is_set():

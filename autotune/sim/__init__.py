@@ -28,8 +28,9 @@ class SimExporter:
         self.log(f"📤 AUTO-EXPORTING: {path.name}")
         self.log(RULE)
         try:
+            # A lost acknowledgement only makes the virtual Live render the same file again: retrying is safe.
             self.osc.query(
-                EXPORT_ADDRESS, str(path.resolve()), timeout=max(self.osc.timeout, 10.0), retries=0
+                EXPORT_ADDRESS, str(path.resolve()), timeout=max(self.osc.timeout, 10.0), retries=2
             )
         except LiveError as e:
             raise ExportFailed(f"the virtual Live did not start the export: {e}") from None
