@@ -30,7 +30,7 @@ class Backend:
 def open_backend(settings: Settings, config: SweepConfig, log: Log) -> Iterator[Backend]:
     """The virtual Live in-process on free ports (`sim`), or a real Live over AbletonOSC (`live`)."""
     if settings.backend == "sim":
-        from autotune.sim import SimExporter, SimOptions, VirtualLive
+        from autotune.sim import SimOptions, VirtualLive
 
         live = VirtualLive(
             "127.0.0.1",
@@ -55,7 +55,9 @@ def open_backend(settings: Settings, config: SweepConfig, log: Log) -> Iterator[
         live.reply_port = osc.reply_port
         live.start()
         try:
-            yield Backend(osc, SimExporter(osc, log), f"virtual Live on 127.0.0.1:{live.port}")
+            yield Backend(
+                osc, make_exporter(settings, config, osc, log), f"virtual Live on 127.0.0.1:{live.port}"
+            )
         finally:
             osc.close()
             live.close()

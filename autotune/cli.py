@@ -19,7 +19,7 @@ from rich.console import Console
 
 from autotune import __version__
 from autotune.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_READ, AutotuneError, ConfigError
-from autotune.live.errors import LiveError
+from autotune.live.errors import LiveError, LiveTimeout
 from autotune.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -467,6 +467,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_READ
     try:
         return int(ns.func(ns))
+    except LiveTimeout as e:  # Live stopped answering mid-run: the study is in storage, nothing is lost
+        err_console.print(
+            f"error: {e}; check Live (autotune doctor), then run the same command to resume", markup=False
+        )
+        return e.exit_code
     except (AutotuneError, LiveError) as e:
         err_console.print(f"error: {e}", markup=False)
         return e.exit_code

@@ -107,7 +107,7 @@ def prepare_chain(osc: OscClient, config: SweepConfig, settings: Settings, log: 
     except LiveTimeout:
         raise LiveReadError(
             f"Live is not answering at {osc.host}:{osc.port} (replies expected on port {osc.reply_port}): "
-            "start Live with the AbletonOSC control surface, or use --backend sim"
+            "start Live with the AbletonOSC control surface (autotune doctor checks the rig), or use --backend sim"
         ) from None
     track = resolve_track(osc, config.chain_track())
     chain = MasterChain(LiveSet(osc), track, config.device_names, log)
