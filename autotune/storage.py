@@ -86,7 +86,11 @@ def open_storage(url: str, *, heartbeat_s: int = 5, grace_s: int = 20) -> BaseSt
                 "or a path ending in .journal)"
             )
         if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            name = url.removeprefix("sqlite:///").split("?", 1)[0]
+            if not name:
+                raise ConfigError(f"storage {url!r}: names no database file (sqlite:///path/to/studies.db)")
+            if name != ":memory:":
+                Path(name).parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(5):
             try:
                 return RDBStorage(
@@ -151,7 +155,8 @@ def load_or_create_study(storage: BaseStorage, name: str, *, restart: bool = Fal
 def local_file(url: str) -> Path | None:
     """The file behind a SQLite URL or a journal path: storage only this machine's workers can share."""
     if url.startswith("sqlite:///"):
-        return Path(url.removeprefix("sqlite:///"))
+        name = url.removeprefix("sqlite:///").split("?", 1)[0]
+        return Path(name) if name and name != ":memory:" else None
     if url.endswith(".journal") and "://" not in url:
         return Path(url)
     return None

@@ -292,49 +292,53 @@ def run(
     project_root: Path = Path("."),
 ) -> StudyResult:
     """`sweep`: the config's runs in order, stop at the first pass. `optimize`: search the space up to
-    `trials` finished trials in total (over resumes), stop at the first pass unless `refine`."""
-    url = settings.storage_url()
-    storage = open_storage(url, heartbeat_s=settings.heartbeat_s, grace_s=settings.grace_s)
-    study = load_or_create_study(storage, study_name, restart=restart)
-    local = local_file(url)
-    with contextlib.ExitStack() as stack:
-        if local is not None and stack.enter_context(WorkerLock(local, study_name)):
-            for n in recover_running(study):
-                log(f"  (trial #{n} was left running by a crash or kill: failed, its settings queued again)")
-        return _run(
-            study,
-            config,
-            settings,
-            url=url,
-            log=log,
-            mode=mode,
-            trials=trials,
-            sampler=sampler,
-            seed=seed,
-            with_runs=with_runs,
-            refine=refine,
-            project_root=project_root,
-        )
+    `trials` finished trials in total (over resumes), stop at the first pass unless `refine`.
+
+    Everything that can refuse the input (sampler, exporter, Live, devices, every value against its range)
+    is checked before the storage is opened: bad input writes nothing, to the receipts or to the storage."""
+    sweep = mode == "sweep"
+    optuna_sampler, label = (None, "sweep") if sweep else make_sampler(sampler, seed)
+    with open_backend(settings, config, log) as backend:
+        chain = prepare_chain(backend.osc, config, settings, log)
+        space = build_space(chain, config, from_targets=not sweep)
+        url = settings.storage_url()
+        storage = open_storage(url, heartbeat_s=settings.heartbeat_s, grace_s=settings.grace_s)
+        study = load_or_create_study(storage, study_name, restart=restart)
+        if optuna_sampler is not None:
+            study.sampler = optuna_sampler
+        local = local_file(url)
+        with contextlib.ExitStack() as stack:
+            if local is not None and stack.enter_context(WorkerLock(local, study_name)):
+                for n in recover_running(study):
+                    log(
+                        f"  (trial #{n} was left running by a crash or kill: failed, its settings queued again)"
+                    )
+            plan = _Plan(
+                space=space,
+                runs={run_key(r): (i, r) for i, r in enumerate(config.runs)},
+                n_runs=len(config.runs),
+                budget=trials,
+                sampler_label=label,
+                sweep=sweep,
+            )
+            rig = Rig(chain, backend.exporter, config, project_root, config.auto_export.timeout_s, log)
+            return _run(study, rig, plan, settings, url=url, log=log, with_runs=with_runs, refine=refine)
 
 
 def _run(
     study: optuna.Study,
-    config: SweepConfig,
+    rig: Rig,
+    plan: _Plan,
     settings: Settings,
     *,
     url: str,
     log: Log,
-    mode: str,
-    trials: int | None,
-    sampler: SamplerName,
-    seed: int | None,
     with_runs: bool,
     refine: bool,
-    project_root: Path,
 ) -> StudyResult:
-    sweep = mode == "sweep"
+    config, chain, sweep, trials = rig.config, rig.chain, plan.sweep, plan.budget
     study_name = study.study_name
-    study.set_user_attr("kind", mode)
+    study.set_user_attr("kind", "sweep" if sweep else "optimize")
     study.set_user_attr("target_lufs", config.target_lufs)
     study.set_user_attr("peak_limit_dbfs", config.peak_limit_dbfs)
     path = settings.receipts_path()
@@ -346,6 +350,7 @@ def _run(
         )
     already = _passed(study)
     if already is not None and not refine:
+        chain.restore_all()  # checking the config moved parameters: leave Live as it was
         log(
             f"Study {study_name!r} already passed in trial #{already.number} ({already.user_attrs.get('export_file')})."
         )
@@ -356,59 +361,47 @@ def _run(
         )
         return StudyResult(study_name, url, study.get_trials(), already)
     if not sweep and trials is not None and _finished(study) >= trials:
+        chain.restore_all()
         log(f"Study {study_name!r} has used its budget of {trials} trials: raise --trials to go on.")
         return StudyResult(study_name, url, study.get_trials(), None, budget_used=True)
-    optuna_sampler, label = make_sampler(sampler, seed) if not sweep else (None, "sweep")
-    if optuna_sampler is not None:
-        study.sampler = optuna_sampler
-
-    with open_backend(settings, config, log) as backend:
-        chain = prepare_chain(backend.osc, config, settings, log)
-        space = build_space(chain, config, from_targets=not sweep)
-        if not sweep:
-            log("Search space:")
-            for name, dim in space.items():
-                log(f"  {name}: {dim.describe()}")
-        log(
-            "Setting master fader to 0.0 dB..."
-            if chain.track.is_master
-            else f"Setting fader of track {chain.track.label} to 0.0 dB..."
-        )
-        how = chain.set_fader_0db(confirm_by_hand if sys.stdin is not None and sys.stdin.isatty() else None)
-        log("  ✓ Master fader set to 0.0 dB" + ("" if how == "over OSC" else f" ({how})"))
-        if sweep or with_runs:
-            _enqueue_runs(study, config.runs, log)
-        plan = _Plan(
-            space=space,
-            runs={run_key(r): (i, r) for i, r in enumerate(config.runs)},
-            n_runs=len(config.runs),
-            budget=trials,
-            sampler_label=label,
-            sweep=sweep,
-        )
-        rig = Rig(chain, backend.exporter, config, project_root, config.auto_export.timeout_s, log)
-        store = FileSystemArtifactStore(str(_artifacts(settings)))
-        callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [_mirror(path, log)]
-        if not refine:
-            callbacks.append(_stop_on_pass)
-        if sweep:
-            n = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-        else:
-            assert trials is not None
-            n = max(0, trials - _finished(study))
-            callbacks.append(_budget(trials))
-        first = len(study.get_trials(deepcopy=False))
-        if n:
-            try:
-                study.optimize(
-                    _objective(rig, plan, study, settings, store, log),
-                    n_trials=n,
-                    callbacks=callbacks,
-                    catch=(TrialFailed,),
-                )
-            except KeyboardInterrupt:
-                _requeue_interrupted(study, first, log)
-                raise
+    if not sweep:
+        log("Search space:")
+        for name, dim in plan.space.items():
+            log(f"  {name}: {dim.describe()}")
+    log(
+        "Setting master fader to 0.0 dB..."
+        if chain.track.is_master
+        else f"Setting fader of track {chain.track.label} to 0.0 dB..."
+    )
+    how = chain.set_fader_0db(confirm_by_hand if sys.stdin is not None and sys.stdin.isatty() else None)
+    log("  ✓ Master fader set to 0.0 dB" + ("" if how == "over OSC" else f" ({how})"))
+    if sweep or with_runs:
+        _enqueue_runs(study, config.runs, log)
+    store = FileSystemArtifactStore(str(_artifacts(settings)))
+    callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [_mirror(path, log)]
+    if not refine:
+        callbacks.append(_stop_on_pass)
+    if sweep:
+        n = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    else:
+        assert trials is not None
+        # Queued entries that turn out stale or duplicate are pruned without an export: room for them, and
+        # the budget callback stops the study at exactly `trials` exports.
+        waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        n = max(0, trials - _finished(study)) + (waiting if _finished(study) < trials else 0)
+        callbacks.append(_budget(trials))
+    first = len(study.get_trials(deepcopy=False))
+    if n:
+        try:
+            study.optimize(
+                _objective(rig, plan, study, settings, store, log),
+                n_trials=n,
+                callbacks=callbacks,
+                catch=(TrialFailed,),
+            )
+        except KeyboardInterrupt:
+            _requeue_interrupted(study, first, log)
+            raise
     return StudyResult(study_name, url, study.get_trials(), _passed(study))
 
 

@@ -145,7 +145,7 @@ def test_live_going_away_mid_run_exits_20_and_the_study_resumes(
         if line.startswith("EXPERIMENT 2/3"):
             proxy.gone = True  # Live quits: nothing answers any more
             break
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 20, err
     assert err.strip().startswith("error: no reply from Live") and err.strip().count("\n") == 0
     assert [r["id"] for r in receipts(project)] == ["iter7"]
@@ -289,3 +289,119 @@ def test_random_sigint_and_sigkill_never_lose_or_duplicate_a_receipt(project: Pa
     finished = {t.number for t in study.get_trials() if t.state.is_finished() and "receipt" in t.user_attrs}
     assert {r["trial"] for r in rows} == finished  # the JSONL and the storage agree
     assert any(code == 130 for _, code in tried) or any(code == -9 for _, code in tried)
+
+
+def test_a_late_duplicate_reply_never_passes_for_a_later_read_back() -> None:
+    """A reply that arrives after its query was retried must not answer the next query."""
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(2)
+    with OscClient("127.0.0.1", peer.getsockname()[1], reply_port=0, timeout=0.2, retries=2) as client:
+
+        def serve() -> None:
+            getters = 0
+            stale = b""
+            while getters < 3:
+                data, _ = peer.recvfrom(65536)
+                (msg,) = parse_datagram(data, ("127.0.0.1", 0))
+                if "/set/" in msg.address:
+                    continue  # setters never answer
+                getters += 1
+                if getters == 1:  # the first query's answer comes late, after its retry has been answered
+                    stale = build_message(msg.address, [*msg.args, "old"])
+                    continue
+                peer.sendto(
+                    build_message(msg.address, [*msg.args, "old" if getters == 2 else "new"]),
+                    ("127.0.0.1", client.reply_port),
+                )
+                if stale:
+                    time.sleep(0.05)
+                    peer.sendto(stale, ("127.0.0.1", client.reply_port))
+                    stale = b""
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        assert client.query("/live/device/get/parameter/value_string", 0, 0, 0)[-1] == "old"
+        time.sleep(0.1)  # the late duplicate is queued by now
+        client.send("/live/device/set/parameter/value", 0, 0, 0, 1.0)
+        assert client.query("/live/device/get/parameter/value_string", 0, 0, 0, after_send=True)[-1] == "new"
+        t.join(timeout=2)
+    peer.close()
+
+
+def test_an_enter_meant_for_one_export_does_not_fail_the_next(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from autotune.live.export import ManualExporter
+
+    class FakeTty:
+        def __init__(self) -> None:
+            self.lines = threading.Semaphore(0)
+
+        def isatty(self) -> bool:
+            return True
+
+        def readline(self) -> str:
+            self.lines.acquire()
+            return "\n"
+
+    tty = FakeTty()
+    monkeypatch.setattr(sys, "stdin", tty)
+    exporter = ManualExporter(log=lambda _: None, grace_after_enter_s=0.2)
+    exporter.trigger(tmp_path / "a.wav", "a.wav")
+    exporter.close()  # export 1 finished (its file appeared), and only then the producer presses Enter
+    tty.lines.release()
+    time.sleep(0.05)
+    exporter.trigger(tmp_path / "b.wav", "b.wav")
+    time.sleep(0.4)
+    assert exporter.problem() is None  # that Enter was for export 1
+    tty.lines.release()  # an Enter for export 2, with no file 0.2 s later: give up on it
+    time.sleep(0.4)
+    assert exporter.problem() == "Enter was pressed but the file did not appear within 0.2 s"
+
+
+def test_a_chatty_export_program_does_not_hang(tmp_path: Path) -> None:
+    from autotune.live.export import CommandExporter, wait_for_export
+
+    src = tmp_path / "src.wav"
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(src, np.zeros((4800, 2)) + 0.1, 48_000, subtype="PCM_24")
+    script = tmp_path / "chatty.py"
+    script.write_text(
+        f"import sys, shutil\nsys.stderr.write('x' * 300000)\nshutil.copy({str(src)!r}, sys.argv[1])\n"
+    )
+    exporter = CommandExporter(f"{sys.executable} {script} {{path}}", log=lambda _: None)
+    t0 = time.monotonic()
+    exporter.trigger(tmp_path / "out.wav", "out.wav")
+    wait_for_export(
+        tmp_path / "out.wav", timeout_s=10, before=None, log=lambda _: None, abort=exporter.problem
+    )
+    exporter.close()
+    assert time.monotonic() - t0 < 5
+
+
+def test_nothing_is_written_outside_the_project(
+    project: Path, demo_cache: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """HOME and the temp folder stay as they were: exports, receipts, studies, caches live in the project."""
+    home = tmp_path_factory.mktemp("home")
+    tmp = tmp_path_factory.mktemp("tmp")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AUTOTUNE_", "XDG_"))},
+        "HOME": str(home),
+        "TMPDIR": str(tmp),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "autotune", "sweep", "configs/master_sweep.json"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(home.iterdir()) == [] and list(tmp.iterdir()) == []
+    made = {p.name for p in project.iterdir()}
+    assert made <= {"configs", "output", "studies", ".cache"}

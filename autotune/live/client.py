@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket, ParseError
 
-from autotune.live.errors import LiveErrorReply, LiveTimeout
+from autotune.live.errors import LiveErrorReply, LiveReadError, LiveTimeout
 
 OscArg = int | float | str
 ERROR_ADDRESS = "/live/error"
@@ -85,14 +85,15 @@ class OscClient:
         self.port = port
         self.timeout = timeout
         self.retries = retries
-        self._addr = (socket.gethostbyname(host), port)
+        try:
+            self._addr = (socket.gethostbyname(host), port)
+        except OSError as e:
+            raise LiveReadError(f"cannot resolve Live's host {host!r}: {e.strerror or e}") from None
         self._rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             self._rx.bind((reply_host, reply_port))
         except OSError as e:
             self._rx.close()
-            from autotune.live.errors import LiveReadError
-
             raise LiveReadError(
                 f"cannot listen for Live's replies on {reply_host}:{reply_port}: {e.strerror or e} "
                 "(is another autotune running? set AUTOTUNE_REPLY_PORT or --reply-port)"
@@ -141,12 +142,19 @@ class OscClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _drain(self) -> None:
+    def _drain(self, keep_errors: bool = False) -> None:
+        """Drop what is queued: nothing that arrived before a query is sent can be its reply (a late
+        duplicate of an earlier retry would otherwise pass for it). A setter's error is kept on request."""
+        kept = []
         while True:
             try:
-                self._inbox.get_nowait()
+                msg = self._inbox.get_nowait()
             except queue.Empty:
-                return
+                break
+            if keep_errors and msg.address == ERROR_ADDRESS:
+                kept.append(msg)
+        for msg in kept:
+            self._inbox.put(msg)
 
     # -- API ----------------------------------------------------------------------------------------
     def send(self, address: str, *args: OscArg) -> None:
@@ -169,8 +177,7 @@ class OscClient:
         timeout = self.timeout if timeout is None else timeout
         retries = self.retries if retries is None else retries
         with self._lock:
-            if not after_send:
-                self._drain()
+            self._drain(keep_errors=after_send)
             for _attempt in range(retries + 1):
                 self._tx.sendto(build_message(address, args), self._addr)
                 deadline = time.monotonic() + timeout

@@ -246,6 +246,10 @@ class MasterChain:
             )
         return Applied(alias, key, s.param.name, float("nan"), raw, shown.text)
 
+    def restore_all(self) -> None:
+        for alias, key in self.baseline:
+            self.restore(alias, key)
+
     def write(self, alias: str, key: str, value: float) -> Applied:
         s = self.slot(alias, key)
         target = value * s.unit.factor

@@ -8,12 +8,13 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 from autotune.live.errors import ExportFailed
 
@@ -138,7 +139,9 @@ class ManualExporter:
     def __init__(self, log: Callable[[str], None] = print, grace_after_enter_s: float = 10.0) -> None:
         self.log = log
         self.grace_after_enter_s = grace_after_enter_s
-        self.entered = threading.Event()
+        self._started = 0.0
+        self._enter_at: float | None = None
+        self._reader: threading.Thread | None = None
 
     def trigger(self, path: Path, display_path: str) -> None:
         self.log(RULE)
@@ -148,28 +151,33 @@ class ManualExporter:
         self.log("   Normalize = OFF")
         self.log(f"   Filename: {display_path}")
         self.log(RULE)
-        self.entered.clear()
+        self._started = time.monotonic()
         if sys.stdin is not None and sys.stdin.isatty():
             self.log("Press Enter after export completes...")
-            threading.Thread(target=self._wait_enter, daemon=True).start()
+            if self._reader is None:  # one reader for the whole run: every Enter is timestamped
+                self._reader = threading.Thread(target=self._read_enters, daemon=True)
+                self._reader.start()
         else:
             self.log("Waiting for the file to appear (no terminal to press Enter in)...")
 
-    def _wait_enter(self) -> None:
-        try:
-            sys.stdin.readline()
-        except (OSError, ValueError):
-            return
-        time.sleep(self.grace_after_enter_s)
-        self.entered.set()
+    def _read_enters(self) -> None:
+        while True:
+            try:
+                if not sys.stdin.readline():
+                    return
+            except (OSError, ValueError):
+                return
+            self._enter_at = time.monotonic()
 
     def problem(self) -> str | None:
-        if self.entered.is_set():
+        """Enter pressed for this export, and still no file `grace_after_enter_s` later."""
+        at = self._enter_at
+        if at is not None and at >= self._started and time.monotonic() - at >= self.grace_after_enter_s:
             return f"Enter was pressed but the file did not appear within {self.grace_after_enter_s:g} s"
         return None
 
     def close(self) -> None:
-        self.entered.clear()
+        pass
 
 
 class CommandExporter:
@@ -192,6 +200,7 @@ class CommandExporter:
             raise ValueError(f"export command {template!r} must name the file as {{path}}")
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
+        self.stderr: IO[bytes] | None = None
         self.path: Path | None = None
 
     def command_for(self, path: Path) -> list[str]:
@@ -204,8 +213,10 @@ class CommandExporter:
         self.log(RULE)
         self.path = path
         try:
+            # stderr goes to a file, not a pipe: a chatty program would fill a pipe nobody reads and hang
+            self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
             self.proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr
             )
         except OSError as e:
             raise ExportFailed(f"export command {argv[0]!r} could not start: {e.strerror or e}") from None
@@ -215,7 +226,11 @@ class CommandExporter:
             return None
         rc = self.proc.returncode
         if rc != 0:
-            err = (self.proc.stderr.read() if self.proc.stderr else b"").decode(errors="replace").strip()
+            raw = b""
+            if self.stderr is not None:
+                self.stderr.seek(0)
+                raw = self.stderr.read()[-4096:]
+            err = raw.decode(errors="replace").strip()
             tail = err.splitlines()[-1] if err else "no message"
             return f"export command exited with status {rc}: {tail}"
         return None  # exit 0: the program may have started an export that finishes later; the waiter decides
@@ -224,6 +239,9 @@ class CommandExporter:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        if self.stderr is not None:
+            self.stderr.close()
+            self.stderr = None
 
 
 #: Drives Live's menus: Cmd+Shift+R opens Export Audio/Video (its defaults: Rendered Track = Master,
