@@ -196,6 +196,7 @@ def test_no_live_is_a_quick_exit_20(project: Path, capsys: pytest.CaptureFixture
     assert time.monotonic() - t0 < 5
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: Live is not answering at 127.0.0.1:") and "\n" not in err
+    assert "autotune doctor" in err
     assert receipts(project) == []
 
 
