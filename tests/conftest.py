@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 from collections.abc import Iterator
@@ -30,6 +31,23 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_cache: Path) -
     monkeypatch.setenv("AUTOTUNE_CACHE_DIR", str(demo_cache))
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def many_runs_config(project: Path, n: int = 6) -> str:
+    """configs/many.json: the example's second run repeated `n` times with different limiter gains."""
+    config = json.loads((project / "configs" / "master_sweep.json").read_text())
+    base = config["runs"][1]
+    config["runs"] = [
+        {
+            **base,
+            "id": f"run{i}",
+            "export_file": f"output/run{i}.wav",
+            "limiter": {"ceiling_db": -6.3, "gain_db": 10.0 + i},
+        }
+        for i in range(n)
+    ]
+    (project / "configs" / "many.json").write_text(json.dumps(config))
+    return "configs/many.json"
 
 
 def free_udp_port() -> int:

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from autotune.cli import main
 from autotune.live.client import OscClient, build_message, parse_datagram
 from autotune.sim import SimOptions, VirtualLive
-from tests.conftest import free_udp_port
+from tests.conftest import free_udp_port, many_runs_config
 
 
 class FaultProxy:
@@ -243,24 +243,8 @@ def test_export_faults_become_receipts_and_the_sweep_moves_on(
     assert "was still being written after 1 s" in errors["iter10"]
 
 
-def _many_runs(project: Path, n: int) -> str:
-    config = json.loads((project / "configs" / "master_sweep.json").read_text())
-    base = config["runs"][1]
-    config["runs"] = [
-        {
-            **base,
-            "id": f"run{i}",
-            "export_file": f"output/run{i}.wav",
-            "limiter": {"ceiling_db": -6.3, "gain_db": 8.0 + i},
-        }
-        for i in range(n)
-    ]
-    (project / "configs" / "many.json").write_text(json.dumps(config))
-    return "configs/many.json"
-
-
 def test_random_sigint_and_sigkill_never_lose_or_duplicate_a_receipt(project: Path, demo_cache: Path) -> None:
-    config = _many_runs(project, 6)
+    config = many_runs_config(project, 6)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AUTOTUNE_")},
         "AUTOTUNE_CACHE_DIR": str(demo_cache),

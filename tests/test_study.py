@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 from autotune import samplers
 from autotune.cli import main
 from autotune.errors import ConfigError
+from tests.conftest import many_runs_config
 
 STORAGE = "sqlite:///studies/autotune.db"
 
@@ -177,26 +178,10 @@ def test_resume_after_sigkill_mid_trial(project: Path, demo_cache: Path) -> None
     assert retried.params == killed.params and retried.user_attrs["run_id"] == "iter8"
 
 
-def _many_runs_config(project: Path, n: int = 6) -> str:
-    config = json.loads((project / "configs" / "master_sweep.json").read_text())
-    base = config["runs"][1]
-    config["runs"] = [
-        {
-            **base,
-            "id": f"run{i}",
-            "export_file": f"output/run{i}.wav",
-            "limiter": {"ceiling_db": -6.3, "gain_db": 10.0 + i},
-        }
-        for i in range(n)
-    ]
-    (project / "configs" / "many.json").write_text(json.dumps(config))
-    return "configs/many.json"
-
-
 def _two_workers(project: Path, demo_cache: Path, storage: str, workers_n: int = 4, runs: int = 8) -> None:
     """Several `sweep` processes on one study drain its list of runs and append to one JSONL: every line
     intact, each run done exactly once."""
-    config = _many_runs_config(project, runs)
+    config = many_runs_config(project, runs)
     env = env_for(project, demo_cache)
     workers = [
         subprocess.Popen(
