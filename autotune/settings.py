@@ -10,8 +10,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from autotune.errors import ConfigError
 
-Port = int
-
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUTOTUNE_", extra="forbid")
