@@ -148,7 +148,7 @@ def _toeplitz(block: int) -> NDArray[np.float32]:
 _TP_MATRIX = _toeplitz(_TP_BLOCK)
 
 
-def true_peak(audio: NDArray[np.floating[Any]]) -> float:
+def true_peak(audio: NDArray[np.floating[Any]], sample_peak: float | None = None) -> float:
     """Linear true peak: the larger of the sample peak and the peak of the 8x interpolated signal, computed
     only where it can matter.
 
@@ -161,7 +161,7 @@ def true_peak(audio: NDArray[np.floating[Any]]) -> float:
     n, ch = x.shape
     if n == 0:
         return 0.0
-    best = max(float(x.max()), -float(x.min()))
+    best = max(float(x.max()), -float(x.min())) if sample_peak is None else sample_peak
     nb = -(-n // _TP_BLOCK)
     whole = n // _TP_BLOCK
     flat = x[: whole * _TP_BLOCK].reshape(whole, _TP_BLOCK * ch)  # contiguous: cheap block maxima
@@ -210,7 +210,7 @@ def measure_audio(audio: NDArray[np.floating[Any]], sample_rate: int, sha256: st
         raise AnalysisError("the file holds NaN or infinite samples")
     # True peak (BLAS, numpy) runs beside the loudness filters (scipy): both release the GIL.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        tp = pool.submit(true_peak, x)
+        tp = pool.submit(true_peak, x, max(hi, -lo))
         lufs = integrated_loudness(x, sample_rate)
         peak_tp = tp.result()
     if math.isinf(lufs):

@@ -234,16 +234,20 @@ class MasterChain:
             s = self.slot(alias, key)
             self.baseline[(alias, key)] = self.live.value(self.track, s.device_index, s.param.index)
 
-    def restore(self, alias: str, key: str) -> Applied:
-        """Put a parameter back to its baseline raw value, read back."""
-        s = self.slot(alias, key)
-        raw = self.baseline[(alias, key)]
-        shown = self._probe(s.device_index, s.param.index)(raw)
+    def _confirm_raw(self, s: _Slot, raw: float) -> None:
+        """The raw value Live holds now must be the one written (float32 on the wire)."""
         back = self.live.value(self.track, s.device_index, s.param.index)
         if abs(back - raw) > 1e-5 * max(1.0, abs(s.param.max - s.param.min)):
             raise LiveWriteError(
                 f"{s.device_name} {s.param.name}: wrote raw {raw:g} but Live reads back {back:g}"
             )
+
+    def restore(self, alias: str, key: str) -> Applied:
+        """Put a parameter back to its baseline raw value, read back."""
+        s = self.slot(alias, key)
+        raw = self.baseline[(alias, key)]
+        shown = self._probe(s.device_index, s.param.index)(raw)
+        self._confirm_raw(s, raw)
         return Applied(alias, key, s.param.name, float("nan"), raw, shown.text)
 
     def restore_all(self) -> None:
@@ -257,11 +261,7 @@ class MasterChain:
             raw, shown = s.law.solve(target, self._probe(s.device_index, s.param.index))
         except ValueError_ as e:
             raise ValueOutOfRange(f"{alias}.{key}: {e}") from None
-        back = self.live.value(self.track, s.device_index, s.param.index)
-        if abs(back - raw) > 1e-5 * max(1.0, abs(s.param.max - s.param.min)):
-            raise LiveWriteError(
-                f"{s.device_name} {s.param.name}: wrote raw {raw:g} but Live reads back {back:g}"
-            )
+        self._confirm_raw(s, raw)
         return Applied(alias, key, s.param.name, value, raw, shown.text)
 
     def set_fader_0db(self, confirm_by_hand: Callable[[str], None] | None = None) -> str:
