@@ -5,6 +5,12 @@ the compressor is a stereo-linked, feed-forward VCA bus compressor with a soft k
 program-independent ballistics; the limiter is a look-ahead brick-wall limiter whose output sample peak
 never exceeds its ceiling, and whose loudness never drops when its input gain rises; the master fader sits
 after the devices, as it does in Live, so a boosted fader defeats the ceiling.
+
+Everything a device does beyond its front-panel parameters (knee, detector, release behaviour, analogue
+colour) is gathered in `Physics`. The default is the model the optimiser predicts with; the presets in
+`PHYSICS` are "plants": plausible devices that behave a little differently, so a benchmark can run the
+virtual Live on physics the model does not know and show that a model-based search is not just inverting
+its own simulator. Every preset keeps the contract a producer relies on (ceiling, bypass, monotonic gain).
 """
 
 from __future__ import annotations
@@ -26,6 +32,67 @@ GLUE_BLOCK = 32
 GLUE_KNEE_DB = 6.0
 #: Glue's "Auto" release is program dependent; the model uses a fixed middle value.
 GLUE_AUTO_RELEASE_S = 0.3
+
+
+@dataclass(frozen=True)
+class Physics:
+    """How a compressor and limiter behave beyond their parameters: the model's defaults, or a plant's.
+
+    The defaults reproduce the model bit for bit; a plant changes only what a real device could plausibly
+    hide behind the same knob positions.
+    """
+
+    name: str = "model"
+    #: Width of the Glue's soft knee (dB), centred on the threshold.
+    glue_knee_db: float = GLUE_KNEE_DB
+    #: "peak": block peak of the louder channel. "rms": stereo-linked mean square over `glue_rms_ms`,
+    #: calibrated so a sine reads its peak level (an RMS detector reacts less to drum transients).
+    glue_detector: Literal["peak", "rms"] = "peak"
+    glue_rms_ms: float = 10.0
+    #: Real time constants (Glue attack and release, Limiter release) relative to the labelled ones:
+    #: hardware labels are nominal, and one maker's "10 ms" is another's 5.
+    time_scale: float = 1.0
+    #: "exponential": fixed release. "program": two-stage auto release, where gain reduction that lasts
+    #: (its mean over `PROGRAM_WINDOW_MS`) recovers `PROGRAM_SLOW_FACTOR` times slower than short peaks.
+    limiter_release: Literal["exponential", "program"] = "exponential"
+    #: Output-stage saturation of the Glue's wet signal, y = tanh(d x) / d: unity gain for small signals,
+    #: a fraction of a dB off loud peaks (0 = clean).
+    saturation_drive: float = 0.0
+
+    def __post_init__(self) -> None:
+        # Presets may come from a benchmark's config file: a misspelt mode must not silently mean the default.
+        if self.glue_detector not in ("peak", "rms"):
+            raise ValueError(f"glue_detector must be 'peak' or 'rms', not {self.glue_detector!r}")
+        if self.limiter_release not in ("exponential", "program"):
+            raise ValueError(
+                f"limiter_release must be 'exponential' or 'program', not {self.limiter_release!r}"
+            )
+        if (
+            self.glue_knee_db < 0
+            or self.glue_rms_ms <= 0
+            or self.time_scale <= 0
+            or self.saturation_drive < 0
+        ):
+            raise ValueError(f"physics out of range: {self}")
+
+
+#: Program-dependent limiter release: window of the sustained gain reduction and how much slower it recovers.
+PROGRAM_WINDOW_MS = 10.0
+PROGRAM_SLOW_FACTOR = 3.0
+
+PHYSICS: dict[str, Physics] = {
+    "model": Physics(),
+    # Soft and smooth: wide knee, RMS detection, auto-release limiter, audible output-stage colour.
+    "vintage": Physics(
+        name="vintage",
+        glue_knee_db=10.0,
+        glue_detector="rms",
+        limiter_release="program",
+        saturation_drive=0.5,
+    ),
+    # Hard and fast: narrow knee, time constants half the labelled ones on both devices, no colour.
+    "punchy": Physics(name="punchy", glue_knee_db=2.0, time_scale=0.5),
+}
 
 
 @dataclass(frozen=True)
@@ -81,29 +148,56 @@ def _soft_clip(x: Audio, limit: float = 1.0) -> Audio:
     return out
 
 
-def glue_compressor(x: Audio, sr: int, p: GlueParams) -> Audio:
+def saturate(x: Audio, drive: float) -> Audio:
+    """tanh(d x) / d: slope 1 at zero, so quiet passages are untouched and only loud peaks lose level."""
+    if drive <= 0.0:
+        return x
+    out: Audio = np.tanh(drive * x) / drive
+    return out
+
+
+def _detector_level(x: Audio, sr: int, physics: Physics) -> Audio:
+    """Per-sample detector input (linear amplitude), before the per-block maximum."""
+    if physics.glue_detector == "peak":
+        level: Audio = np.abs(x).max(axis=1)
+        return level
+    # Mean square of both channels together (stereo-linked), times 2 so a sine reads its peak: the same
+    # threshold means the same thing on a steady tone, while drum transients read lower than on a peak meter.
+    ms = 2.0 * _trailing_mean(np.mean(np.square(x), axis=1), max(1, round(physics.glue_rms_ms * sr / 1000.0)))
+    rms: Audio = np.sqrt(np.maximum(ms, 0.0))
+    return rms
+
+
+def glue_compressor(x: Audio, sr: int, p: GlueParams, physics: Physics = Physics()) -> Audio:
+    """The Glue on `x`; `physics` shapes its knee, detector, ballistics and output stage.
+
+    Output-stage saturation sits here, on the wet signal after makeup and before Soft Clip, because it is
+    part of the device: it goes away with the device's switch, and the dry half of Dry/Wet stays clean.
+    """
     if not p.on:
         return x
     n = x.shape[0]
     nb = -(-n // GLUE_BLOCK)
-    peak = np.abs(x).max(axis=1)
+    peak = _detector_level(x, sr, physics)
     padded = np.zeros(nb * GLUE_BLOCK)
     padded[:n] = peak
     level = 20.0 * np.log10(np.maximum(padded.reshape(nb, GLUE_BLOCK).max(axis=1), 1e-10))
     over = level - p.threshold_db
     slope = 1.0 - 1.0 / p.ratio
-    half = GLUE_KNEE_DB / 2.0
+    knee = max(physics.glue_knee_db, 1e-9)
+    half = knee / 2.0
     target = np.where(
         over <= -half,
         0.0,
-        np.where(over >= half, over * slope, slope * (over + half) ** 2 / (2 * GLUE_KNEE_DB)),
+        np.where(over >= half, over * slope, slope * (over + half) ** 2 / (2 * knee)),
     )
     target = np.minimum(target, p.range_db)
 
     dt = GLUE_BLOCK / sr
-    a_att = float(np.exp(-dt / max(p.attack_ms / 1000.0, 1e-6)))
+    scale = physics.time_scale
+    a_att = float(np.exp(-dt / max(p.attack_ms / 1000.0 * scale, 1e-6)))
     release = GLUE_AUTO_RELEASE_S if p.release_s is None else p.release_s
-    a_rel = float(np.exp(-dt / max(release, 1e-6)))
+    a_rel = float(np.exp(-dt / max(release * scale, 1e-6)))
     smoothed = np.empty(nb)
     g = 0.0
     for i, t in enumerate(target.tolist()):
@@ -112,7 +206,7 @@ def glue_compressor(x: Audio, sr: int, p: GlueParams) -> Audio:
 
     centres = (np.arange(nb) + 0.5) * GLUE_BLOCK
     gr_db = np.interp(np.arange(n), centres, smoothed)
-    wet = x * np.power(10.0, (p.makeup_db - gr_db) / 20.0)[:, None]
+    wet = saturate(x * np.power(10.0, (p.makeup_db - gr_db) / 20.0)[:, None], physics.saturation_drive)
     if p.peak_clip:
         wet = _soft_clip(wet)
     if p.dry_wet >= 1.0:
@@ -137,7 +231,27 @@ def _trailing_mean(a: Audio, size: int) -> Audio:
     return out
 
 
-def limiter(x: Audio, sr: int, p: LimiterParams) -> Audio:
+def _release(gr_req: Audio, tau_samples: float) -> Audio:
+    """Gain reduction (dB) that jumps up at once and recovers exponentially: max_k gr_req[k] e^-(n-k)/tau.
+
+    Vectorised as exp(n c + cummax(ln gr_req[k] - k c)) with c = -1 / tau. It never falls below gr_req
+    (the brick wall) and rises by at most d dB when every gr_req[k] does (the monotonic-gain contract).
+    """
+    c = -1.0 / max(tau_samples, 1.0)
+    k = np.arange(len(gr_req)) * c
+    with np.errstate(divide="ignore"):
+        log_gr = np.log(np.maximum(gr_req, 0.0))
+    out: Audio = np.exp(k + np.maximum.accumulate(log_gr - k))
+    return out
+
+
+def limiter(x: Audio, sr: int, p: LimiterParams, physics: Physics = Physics()) -> Audio:
+    """The Limiter on `x`. With program release, sustained reduction recovers slower (less pumping).
+
+    The program release is the larger of two exponential releases: the labelled one on the instantaneous
+    requirement, and one `PROGRAM_SLOW_FACTOR` times slower on its trailing mean, which is only large when
+    reduction lasts. Both stages keep the brick wall and the monotonic-gain contract, and so does their max.
+    """
     if not p.on:
         return x
     y = x * db_to_lin(p.gain_db)
@@ -156,12 +270,12 @@ def limiter(x: Audio, sr: int, p: LimiterParams) -> Audio:
     # Gain reduction (dB) recovers exponentially with the release time constant. Vectorised as
     # gr[n] = max_k gr_req[k] exp(-(n - k) / tau) = exp(n c + cummax(ln gr_req[k] - k c)), c = -1 / tau.
     gr_req = -20.0 * np.log10(np.maximum(gain, 1e-12))
-    c = -1.0 / max(p.release_ms / 1000.0 * sr, 1.0)
-    k = np.arange(len(gr_req)) * c
-    with np.errstate(divide="ignore"):
-        log_gr = np.log(np.maximum(gr_req, 0.0))
-    rel = -np.exp(k + np.maximum.accumulate(log_gr - k))
-    out = y * np.power(10.0, rel / 20.0)[:, None]
+    tau = p.release_ms / 1000.0 * sr * physics.time_scale
+    gr = _release(gr_req, tau)
+    if physics.limiter_release == "program":
+        sustained = _trailing_mean(gr_req, max(1, round(PROGRAM_WINDOW_MS * sr / 1000.0)))
+        gr = np.maximum(gr, _release(sustained, PROGRAM_SLOW_FACTOR * tau))
+    out = y * np.power(10.0, -gr / 20.0)[:, None]
     # Floating-point rounding may leave an ulp above the ceiling; Live's limiter guarantees the ceiling.
     clipped: Audio = np.clip(out, -ceiling, ceiling)
     return clipped
@@ -175,7 +289,9 @@ Stage = (
 )
 
 
-def render_stages(source: Audio, sr: int, stages: tuple[Stage, ...], fader_db: float = 0.0) -> Audio:
+def render_stages(
+    source: Audio, sr: int, stages: tuple[Stage, ...], fader_db: float = 0.0, physics: Physics = Physics()
+) -> Audio:
     """Devices in the order they sit on the track, then the fader: pure and deterministic."""
     x = np.asarray(source, dtype=np.float64)
     if x.ndim == 1:
@@ -186,15 +302,16 @@ def render_stages(source: Audio, sr: int, stages: tuple[Stage, ...], fader_db: f
             x = x * db_to_lin(p)
         elif kind == "glue":
             assert isinstance(p, GlueParams)
-            x = glue_compressor(x, sr, p)
+            x = glue_compressor(x, sr, p, physics)
         else:
             assert isinstance(p, LimiterParams)
-            x = limiter(x, sr, p)
+            x = limiter(x, sr, p, physics)
     if fader_db != 0.0:
         x = x * db_to_lin(fader_db)
     return x
 
 
-def render(source: Audio, sr: int, params: ChainParams) -> Audio:
+def render(source: Audio, sr: int, params: ChainParams, physics: Physics = Physics()) -> Audio:
     """The whole master chain (Glue Compressor -> Limiter -> fader): the virtual Live's default export."""
-    return render_stages(source, sr, (("glue", params.glue), ("limiter", params.limiter)), params.fader_db)
+    stages: tuple[Stage, ...] = (("glue", params.glue), ("limiter", params.limiter))
+    return render_stages(source, sr, stages, params.fader_db, physics)
