@@ -30,6 +30,7 @@ class Backend:
 def open_backend(settings: Settings, config: SweepConfig, log: Log) -> Iterator[Backend]:
     """The virtual Live in-process on free ports (`sim`), or a real Live over AbletonOSC (`live`)."""
     if settings.backend == "sim":
+        from autotune.dsp import PHYSICS, SONGS
         from autotune.sim import SimOptions, VirtualLive
 
         live = VirtualLive(
@@ -42,6 +43,8 @@ def open_backend(settings: Settings, config: SweepConfig, log: Log) -> Iterator[
                 addressing=settings.sim_addressing,
                 chain_on=settings.sim_chain_on,
                 cache_dir=settings.cache_dir,
+                physics=PHYSICS[settings.sim_physics],
+                demo=SONGS[settings.sim_song],
             ),
         )
         osc = OscClient(

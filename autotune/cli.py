@@ -1,4 +1,5 @@
-"""Thin CLI: parse, call the library, print with rich, map errors to the spec's exit codes (0, 20, 30)."""
+"""Thin CLI: parse, call the library, print with rich, map errors to the spec's exit codes (0, 20, 30), plus
+40 when model-based search proves the target out of the chain's reach."""
 
 from __future__ import annotations
 
@@ -18,8 +19,17 @@ from optuna.trial import FrozenTrial
 from rich.console import Console
 
 from autotune import __version__
-from autotune.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_READ, AutotuneError, ConfigError
+from autotune.dsp import PHYSICS, SONGS
+from autotune.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_OUT_OF_REACH,
+    EXIT_READ,
+    AutotuneError,
+    ConfigError,
+)
 from autotune.live.errors import LiveError, LiveTimeout
+from autotune.samplers import SAMPLERS
 from autotune.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -102,6 +112,13 @@ def _summary(result: StudyResult, config: SweepConfig, settings: Settings, start
                 f"({u['lufs_i'] - config.target_lufs:+.2f} LU), peak {u['peak_dbfs']:.2f} dBFS"
             )
             log(f"  Settings: {_settings_text(best)}")
+    if result.out_of_reach is not None and result.passed is None:
+        log(f"⛔ TARGET OUT OF REACH: {result.out_of_reach['message']}")
+        log("  Lower the target, raise the peak limit, or widen the search ranges (exit code 40).")
+    if result.reference_exports:
+        log(
+            f"  (plus {result.reference_exports} dry reference export for the model; cached for later studies)"
+        )
     if failed:
         log(f"  {len(failed)} trial(s) failed: see status and error in {settings.receipts_path()}")
     log(
@@ -150,10 +167,11 @@ def cmd_optimize(ns: argparse.Namespace) -> int:
         seed=ns.seed,
         with_runs=ns.with_runs,
         refine=ns.refine,
+        fresh_reference=ns.fresh_reference,
         log=log,
     )
     _summary(result, config, settings, started)
-    return EXIT_OK
+    return EXIT_OUT_OF_REACH if result.out_of_reach is not None and result.passed is None else EXIT_OK
 
 
 def _study_for(ns: argparse.Namespace, settings: Settings) -> optuna.Study:
@@ -236,11 +254,17 @@ def cmd_sim_serve(ns: argparse.Namespace) -> int:
         reply_port=ns.reply_port,
         export_root=settings.output_dir,
         options=SimOptions(
-            names=ns.names, addressing=ns.addressing, chain_on=ns.chain_on, cache_dir=settings.cache_dir
+            names=ns.names,
+            addressing=ns.addressing,
+            chain_on=ns.chain_on,
+            cache_dir=settings.cache_dir,
+            physics=PHYSICS[ns.physics],
+            demo=SONGS[ns.song],
         ),
     )
     log(
-        f"Virtual Live ({ns.names} names, {ns.addressing} addressing, chain on {ns.chain_on}) listening on {live.host}:{live.port}, replying to port {ns.reply_port}; "
+        f"Virtual Live ({ns.names} names, {ns.addressing} addressing, chain on {ns.chain_on}, "
+        f"{ns.physics} physics, song {ns.song}) listening on {live.host}:{live.port}, replying to port {ns.reply_port}; "
         f"exports confined to {live.export_root}. Ctrl-C stops it."
     )
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -385,7 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument(
         "--trials", type=_positive_int, default=20, help="finished trials in total, over resumes (20)"
     )
-    o.add_argument("--sampler", choices=["auto", "tpe", "gp", "cmaes", "random"], default="auto")
+    o.add_argument("--sampler", choices=list(SAMPLERS), default="auto")
+    o.add_argument(
+        "--fresh-reference",
+        action="store_true",
+        help="model sampler: export a new dry reference even if one of this set is cached",
+    )
     o.add_argument("--seed", type=int, help="sampler seed (default: none, so workers draw different points)")
     o.add_argument("--with-runs", action="store_true", help="enqueue the config's runs first")
     o.add_argument(
@@ -445,6 +474,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how this build reaches the master (stock: it cannot)",
     )
     serve.add_argument("--chain-on", choices=["master", "bus"], default="master", help="where the chain sits")
+    serve.add_argument(
+        "--physics",
+        choices=list(PHYSICS),
+        default="model",
+        help="how the devices behave: the model's own physics, or a plant that differs from it",
+    )
+    serve.add_argument("--song", choices=list(SONGS), default="demo", help="which demo song the set plays")
     serve.set_defaults(func=cmd_sim_serve)
     export = simsub.add_parser(
         "export",

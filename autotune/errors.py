@@ -5,6 +5,8 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_READ = 20
 EXIT_WRITE = 30
+#: `optimize`: the target is beyond what the chain can reach under the peak limit (confirmed by an export).
+EXIT_OUT_OF_REACH = 40
 EXIT_INTERRUPTED = 130
 
 

@@ -60,6 +60,32 @@ def _r(x: float) -> float:
     return round(x, 4)
 
 
+def export_and_measure(rig: Rig, export_file: str, receipt: dict[str, Any], started: float) -> Measurement:
+    """Export the chain as it is set now, wait for the complete file and measure it; on failure the
+    receipt says why and `TrialFailed` carries it."""
+    log = rig.log
+    path = (rig.project_root / export_file).absolute()  # export programs get a path that survives a chdir
+    path.parent.mkdir(parents=True, exist_ok=True)
+    before = stamp(path)
+    try:
+        rig.exporter.trigger(path, export_file)
+        wait_for_export(path, timeout_s=rig.timeout_s, before=before, log=log, abort=rig.exporter.problem)
+    except ExportFailed as e:
+        log(f"  ✗ Export failed: {e}")
+        receipt.update(status="export_failed", error=str(e), duration_s=_r(time.monotonic() - started))
+        raise TrialFailed(receipt) from None
+    finally:
+        rig.exporter.close()
+    log("")
+    log(f"Verifying {path.name}...")
+    try:
+        return analyze_file(path)
+    except AnalysisError as e:
+        log(f"  ✗ Measurement failed: {e}")
+        receipt.update(status="measurement_failed", error=str(e), duration_s=_r(time.monotonic() - started))
+        raise TrialFailed(receipt) from None
+
+
 def run_trial(
     rig: Rig,
     run_id: str,
@@ -108,31 +134,17 @@ def run_trial(
             f"{a.device}.{a.key}": {"param": a.param, "raw": a.raw, "display": a.display} for a in applied
         },
     }
-    path = (rig.project_root / export_file).absolute()  # export programs get a path that survives a chdir
-    path.parent.mkdir(parents=True, exist_ok=True)
-    before = stamp(path)
-    try:
-        rig.exporter.trigger(path, export_file)
-        wait_for_export(path, timeout_s=rig.timeout_s, before=before, log=log, abort=rig.exporter.problem)
-    except ExportFailed as e:
-        log(f"  ✗ Export failed: {e}")
-        receipt.update(status="export_failed", error=str(e), duration_s=_r(time.monotonic() - started))
-        raise TrialFailed(receipt) from None
-    finally:
-        rig.exporter.close()
-    log("")
-    log(f"Verifying {path.name}...")
-    try:
-        m = analyze_file(path)
-    except AnalysisError as e:
-        log(f"  ✗ Measurement failed: {e}")
-        receipt.update(status="measurement_failed", error=str(e), duration_s=_r(time.monotonic() - started))
-        raise TrialFailed(receipt) from None
+    m = export_and_measure(rig, export_file, receipt, started)
     v = verdict(m, rig.config)
     cfg = rig.config
     log(f"  LUFS: {m.lufs_i:.2f} (target {cfg.target_lufs:.2f}) pass={v.pass_lufs}")
     log(f"  PEAK: {m.peak_dbfs:.2f} (limit {cfg.peak_limit_dbfs:.2f}) pass={v.pass_peak}")
     log(f"  TRUE PEAK: {m.true_peak_dbtp:.2f} dBTP")
+    _complete(receipt, m, v, started)
+    return receipt
+
+
+def _complete(receipt: dict[str, Any], m: Measurement, v: Verdict, started: float) -> None:
     receipt.update(
         sha256=m.sha256,
         results={
@@ -145,4 +157,37 @@ def run_trial(
         status="ok",
         duration_s=_r(time.monotonic() - started),
     )
-    return receipt
+
+
+REFERENCE_ID = "dry-reference"
+
+
+def export_reference(rig: Rig, export_file: str, *, study: str) -> tuple[dict[str, Any], Measurement]:
+    """Export with every configured device switched off: the chain's input, which model-based search
+    predicts from. The devices are switched on again whatever happens."""
+    log, chain = rig.log, rig.chain
+    started = time.monotonic()
+    if not chain.fader_by_hand:
+        chain.set_fader_0db()
+    log("")
+    log("Switching the chain's devices off for a dry reference export...")
+    receipt: dict[str, Any] = {
+        "ts": utc_now(),
+        "id": REFERENCE_ID,
+        "export_file": export_file,
+        "sha256": None,
+        "params": {"master_fader_db": 0.0, **{a: {"device_on": 0.0} for a in rig.config.device_names}},
+        "study": study,
+        "trial": None,
+        "kind": "reference",
+    }
+    try:
+        for alias in rig.config.device_names:
+            chain.switch(alias, False)
+        m = export_and_measure(rig, export_file, receipt, started)
+    finally:
+        for alias in rig.config.device_names:
+            chain.switch(alias, True)
+    log(f"  DRY: {m.lufs_i:.2f} LUFS, peak {m.peak_dbfs:.2f} dBFS (devices switched on again)")
+    _complete(receipt, m, verdict(m, rig.config), started)
+    return receipt, m

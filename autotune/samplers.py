@@ -1,17 +1,25 @@
-"""Sampler choice. `auto` prefers GPSampler (fewest exports on smooth, low-dimensional problems like this
-one) but only when torch imports: GPSampler fails at its first model-based trial without it."""
+"""Sampler choice. `auto` is model-based search (`autotune.modelsearch`) whenever the chain is Glue
+Compressor -> Limiter, which bench/efficiency.py shows needs the fewest exports; otherwise GPSampler when
+torch imports (it fails at its first model-based trial without it), else TPE. `stepwise` is the original
+design's Phase 1.4 loop, kept as the baseline the others are measured against."""
 
 from __future__ import annotations
 
 import importlib.util
 import warnings
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+from optuna.trial import FrozenTrial, TrialState
 
 from autotune.errors import ConfigError
+from autotune.live.values import split_key
+from objectives import Choice, Dim, Range
 
-SamplerName = Literal["auto", "tpe", "gp", "cmaes", "random"]
+SamplerName = Literal["auto", "model", "tpe", "gp", "cmaes", "random", "stepwise"]
+SAMPLERS: tuple[str, ...] = ("auto", "model", "tpe", "gp", "cmaes", "random", "stepwise")
 STARTUP_TRIALS = 5
 
 
@@ -19,7 +27,17 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def make_sampler(name: SamplerName, seed: int | None = None) -> tuple[optuna.samplers.BaseSampler, str]:
+def resolve_sampler(name: str, device_names: Mapping[str, str]) -> str:
+    """`auto` -> `model` for a Glue Compressor -> Limiter chain, else `gp` with torch, else `tpe`."""
+    if name != "auto":
+        return name
+    kinds = {n.lower() for n in device_names.values()}
+    if kinds and all("glue" in k or "limiter" in k for k in kinds):
+        return "model"
+    return "gp" if torch_available() else "tpe"
+
+
+def make_sampler(name: str, seed: int | None = None) -> tuple[optuna.samplers.BaseSampler, str]:
     """(sampler, label). No seed unless asked: workers sharing one study must not draw the same points."""
     if name == "auto":
         name = "gp" if torch_available() else "tpe"
@@ -49,4 +67,91 @@ def make_sampler(name: SamplerName, seed: int | None = None) -> tuple[optuna.sam
             )
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed), "random"
-    raise ConfigError(f"unknown sampler {name!r} (auto, tpe, gp, cmaes, random)")
+    raise ConfigError(f"unknown sampler {name!r} ({', '.join(SAMPLERS)})")
+
+
+class StepwiseSampler(optuna.samplers.BaseSampler):
+    """The original design's Phase 1.4 auto-adjustment, one export per step: peak over the limit ->
+    limiter gain -1 dB; too quiet -> glue threshold -1, makeup +1, limiter gain +1 dB; too loud (which the
+    original loop left stuck) -> the same steps reversed. Starts from `start`, steps stay inside the space."""
+
+    def __init__(
+        self,
+        space: Mapping[str, Dim],
+        start: Mapping[str, float],
+        target_lufs: float,
+        peak_limit_dbfs: float,
+        tolerance: float,
+    ) -> None:
+        self.space, self.start = space, dict(start)
+        self.target, self.limit, self.tolerance = target_lufs, peak_limit_dbfs, tolerance
+        self._fallback = optuna.samplers.RandomSampler(seed=0)
+
+    def _role(self, name: str) -> str:
+        base = split_key(name.split(".", 1)[1])[0]
+        return {"threshold": "threshold", "makeup": "makeup", "gain": "gain", "input_gain": "gain"}.get(
+            base, ""
+        )
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return {
+            name: CategoricalDistribution(list(d.values))
+            if isinstance(d, Choice)
+            else FloatDistribution(d.low, d.high)
+            for name, d in self.space.items()
+        }
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        done = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if "lufs_i" in t.user_attrs and set(self.space) <= set(t.params)
+        ]
+        if not done:
+            return {k: v for k, v in self.start.items() if k in search_space}
+        last = max(done, key=lambda t: t.number)
+        lufs, peak = float(last.user_attrs["lufs_i"]), float(last.user_attrs["peak_dbfs"])
+        steps = {"threshold": 0.0, "makeup": 0.0, "gain": 0.0}
+        if peak > self.limit:
+            steps["gain"] = -1.0
+        elif lufs < self.target - self.tolerance:
+            steps = {"threshold": -1.0, "makeup": 1.0, "gain": 1.0}
+        elif lufs > self.target + self.tolerance:
+            steps = {"threshold": 1.0, "makeup": -1.0, "gain": -1.0}
+        out: dict[str, Any] = {}
+        for name, dim in self.space.items():
+            v = float(last.params[name])
+            if isinstance(dim, Range):
+                v = min(dim.high, max(dim.low, v + steps.get(self._role(name), 0.0)))
+            out[name] = v
+        return {k: v for k, v in out.items() if k in search_space}
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+
+def stepwise_start(space: Mapping[str, Dim], runs: list[dict[str, float]]) -> dict[str, float]:
+    """Where the stepwise loop starts: the config's first run where it sets a parameter, else the middle
+    of each range (a ceiling at the top of its range: it sits just under the peak limit)."""
+    first = runs[0] if runs else {}
+    out: dict[str, float] = {}
+    for name, dim in space.items():
+        if name in first and dim.contains(first[name]):
+            out[name] = first[name]
+        elif isinstance(dim, Choice):
+            out[name] = dim.values[0]
+        elif split_key(name.split(".", 1)[1])[0] == "ceiling":
+            out[name] = dim.high
+        else:
+            out[name] = (dim.low + dim.high) / 2
+    return out

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from autotune.dsp import PHYSICS, SONGS
 from autotune.errors import ConfigError
 
 
@@ -33,9 +34,25 @@ class Settings(BaseSettings):
     sim_names: Literal["live12", "live11"] = "live12"
     sim_addressing: Literal["minus-1000", "master-string", "append", "namespace", "stock"] = "minus-1000"
     sim_chain_on: Literal["master", "bus"] = "master"
+    sim_physics: str = "model"
+    sim_song: str = "demo"
     data_dir: Path = Path("data")
     heartbeat_s: int = Field(default=5, ge=1, le=600)
     grace_s: int = Field(default=20, ge=2, le=3600)
+
+    @field_validator("sim_physics")
+    @classmethod
+    def _physics(cls, v: str) -> str:
+        if v not in PHYSICS:
+            raise ValueError(f"unknown physics (choose from {', '.join(PHYSICS)})")
+        return v
+
+    @field_validator("sim_song")
+    @classmethod
+    def _song(cls, v: str) -> str:
+        if v not in SONGS:
+            raise ValueError(f"unknown song (choose from {', '.join(SONGS)})")
+        return v
 
     def storage_url(self) -> str:
         if self.storage:

@@ -9,6 +9,7 @@ one receipt per finished trial, none twice.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import re
@@ -23,16 +24,24 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import FrozenTrial, TrialState
 
-from autotune import receipts
+from autotune import modelsearch, receipts
 from autotune.backends import open_backend
 from autotune.config import Run, SweepConfig
 from autotune.doctor import preflight
+from autotune.dsp.model import DryFeatures
+from autotune.errors import ConfigError
 from autotune.live.client import OscClient
 from autotune.live.devices import LiveSet, MasterChain
-from autotune.live.errors import LiveReadError, LiveTimeout
+from autotune.live.errors import LiveError, LiveReadError, LiveTimeout
 from autotune.live.tracks import resolve_track
-from autotune.runner import Rig, TrialFailed, run_trial
-from autotune.samplers import SamplerName, make_sampler
+from autotune.runner import REFERENCE_ID, Rig, TrialFailed, export_reference, run_trial
+from autotune.samplers import (
+    SamplerName,
+    StepwiseSampler,
+    make_sampler,
+    resolve_sampler,
+    stepwise_start,
+)
 from autotune.settings import Settings
 from autotune.space import build_space
 from autotune.storage import WorkerLock, load_or_create_study, local_file, open_storage, recover_running
@@ -52,6 +61,9 @@ class StudyResult:
     trials: list[FrozenTrial]
     passed: FrozenTrial | None
     budget_used: bool = False
+    #: Set when model-based search found the target out of the chain's reach and an export confirmed it.
+    out_of_reach: dict[str, Any] | None = None
+    reference_exports: int = 0
 
 
 def run_key(run: Run) -> str:
@@ -190,6 +202,9 @@ class _Plan:
     budget: int | None
     sampler_label: str
     sweep: bool
+    model: modelsearch.ModelSampler | None = None
+    out_of_reach: dict[str, Any] | None = None
+    reference_exports: int = 0
 
 
 def _objective(
@@ -244,6 +259,12 @@ def _objective(
         log(title)
         log("=" * 70)
         params = suggest(trial, plan.space, only=names)
+        proposal = plan.model.proposals.get(trial.number) if plan.model is not None else None
+        if proposal is not None:
+            log(f"  model: {proposal.describe()}")
+            trial.set_user_attr("predicted_lufs", round(proposal.lufs, 4))
+            trial.set_user_attr("predicted_peak_dbfs", round(proposal.peak_db, 4))
+            trial.set_user_attr("predicted_reachable", proposal.reachable)
         for alias, vals in fixed.items():
             params.setdefault(alias, {}).update(vals)
         try:
@@ -259,6 +280,10 @@ def _objective(
         except TrialFailed as e:
             record(trial, e.receipt)
             raise
+        if plan.model is not None and plan.model.from_cache:
+            _check_cached_reference(plan, trial, receipt, log)
+        if plan.model is not None and not receipt["results"]["pass_lufs"]:
+            _judge_reach(plan, study, trial, proposal, receipt, log)
         record(trial, receipt)
         try:
             upload_artifact(
@@ -289,6 +314,7 @@ def run(
     seed: int | None = None,
     with_runs: bool = False,
     refine: bool = False,
+    fresh_reference: bool = False,
     project_root: Path = Path("."),
 ) -> StudyResult:
     """`sweep`: the config's runs in order, stop at the first pass. `optimize`: search the space up to
@@ -297,10 +323,34 @@ def run(
     Everything that can refuse the input (sampler, exporter, Live, devices, every value against its range)
     is checked before the storage is opened: bad input writes nothing, to the receipts or to the storage."""
     sweep = mode == "sweep"
-    optuna_sampler, label = (None, "sweep") if sweep else make_sampler(sampler, seed)
+    chosen = None if sweep else resolve_sampler(sampler, config.device_names)
+    if chosen == "model" and sampler == "auto":
+        try:
+            modelsearch.check_keys(
+                ((a, k) for a, ks in config.search_keys().items() for k in ks),
+                modelsearch.roles(config.device_names),
+            )
+        except ConfigError:  # a parameter the model does not know: a stock sampler searches instead
+            chosen = resolve_sampler("auto", {})
+    use_model = chosen == "model"
+    optuna_sampler: optuna.samplers.BaseSampler | None = None
+    if sweep:
+        label = "sweep"
+    elif chosen in ("model", "stepwise"):
+        label = str(chosen)
+    else:
+        optuna_sampler, label = make_sampler(chosen or "tpe", seed)
+    if use_model:
+        device_roles = modelsearch.roles(config.device_names)
+        modelsearch.check_keys(((a, k) for a, ks in config.search_keys().items() for k in ks), device_roles)
     with open_backend(settings, config, log) as backend:
         chain = prepare_chain(backend.osc, config, settings, log)
         space = build_space(chain, config, from_targets=not sweep)
+        if chosen == "stepwise":
+            start = stepwise_start(space, [flatten(r.params()) for r in config.runs])
+            optuna_sampler = StepwiseSampler(
+                space, start, config.target_lufs, config.peak_limit_dbfs, config.lufs_tolerance
+            )
         url = settings.storage_url()
         storage = open_storage(url, heartbeat_s=settings.heartbeat_s, grace_s=settings.grace_s)
         study = load_or_create_study(storage, study_name, restart=restart)
@@ -322,7 +372,18 @@ def run(
                 sweep=sweep,
             )
             rig = Rig(chain, backend.exporter, config, project_root, config.auto_export.timeout_s, log)
-            return _run(study, rig, plan, settings, url=url, log=log, with_runs=with_runs, refine=refine)
+            return _run(
+                study,
+                rig,
+                plan,
+                settings,
+                url=url,
+                log=log,
+                with_runs=with_runs,
+                refine=refine,
+                model_seed=seed if use_model else None,
+                fresh_reference=fresh_reference,
+            )
 
 
 def _run(
@@ -335,6 +396,8 @@ def _run(
     log: Log,
     with_runs: bool,
     refine: bool,
+    model_seed: int | None = None,
+    fresh_reference: bool = False,
 ) -> StudyResult:
     config, chain, sweep, trials = rig.config, rig.chain, plan.sweep, plan.budget
     study_name = study.study_name
@@ -377,8 +440,20 @@ def _run(
     log("  ✓ Master fader set to 0.0 dB" + ("" if how == "over OSC" else f" ({how})"))
     if sweep or with_runs:
         _enqueue_runs(study, config.runs, log)
+    if plan.sampler_label == "model":
+        verdict = study.user_attrs.get("out_of_reach")
+        if isinstance(verdict, dict) and not refine:
+            chain.restore_all()
+            log(f"Study {study_name!r} found the target out of reach: {verdict.get('message')}")
+            log("Nothing to do: use --restart (or another --study) after changing the target, --refine to search anyway.")
+            return StudyResult(study_name, url, study.get_trials(), None, out_of_reach=verdict)
+        plan.model = _model_sampler(study, rig, plan, settings, model_seed, fresh_reference, log)
+        study.sampler = plan.model
     store = FileSystemArtifactStore(str(_artifacts(settings)))
-    callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [_mirror(path, log)]
+    callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [
+        _mirror(path, log),
+        _refresh_reference(plan, rig, settings, log),
+    ]
     if not refine:
         callbacks.append(_stop_on_pass)
     if sweep:
@@ -402,7 +477,182 @@ def _run(
         except KeyboardInterrupt:
             _requeue_interrupted(study, first, log)
             raise
-    return StudyResult(study_name, url, study.get_trials(), _passed(study))
+    return StudyResult(
+        study_name,
+        url,
+        study.get_trials(),
+        _passed(study),
+        out_of_reach=plan.out_of_reach,
+        reference_exports=plan.reference_exports,
+    )
+
+
+def _model_sampler(
+    study: optuna.Study,
+    rig: Rig,
+    plan: _Plan,
+    settings: Settings,
+    seed: int | None,
+    fresh: bool,
+    log: Log,
+) -> modelsearch.ModelSampler:
+    """The dry reference (cached, or exported now) and the chain as Live holds it: the model of this study."""
+    chain, config = rig.chain, rig.config
+    device_roles = modelsearch.roles(config.device_names)
+    chain.restore_all()  # checking the config probed parameters: read the chain as the producer left it
+    base = modelsearch.base_state(chain.read, device_roles, chain.read_text)
+    feats, cached = _reference(study, rig, plan, settings, fresh, log)
+    search = modelsearch.ModelSearch(
+        feats,
+        plan.space,
+        device_roles,
+        base,
+        config.target_lufs,
+        config.peak_limit_dbfs,
+        config.lufs_tolerance,
+        seed=seed or 0,
+    )
+    first = search.propose(modelsearch.observations(study, plan.space))
+    if not first.reachable:
+        log(
+            f"⚠ Model: the target looks out of reach. Closest reachable: {first.lufs:.2f} LUFS, peak "
+            f"{first.peak_db:.2f} dBFS ({modelsearch.describe_params(first.params)}); one export there confirms it."
+        )
+        study.set_user_attr(
+            "reach_prediction",
+            {"reachable": False, "closest_lufs": round(first.lufs, 3), "params": first.params},
+        )
+    return modelsearch.ModelSampler(search, from_cache=cached)
+
+
+#: A cached reference whose first prediction misses by more than this is taken for another song's (an
+#: edited arrangement keeps the set's fingerprint). A chain that merely behaves differently from the model
+#: can miss by that much too (bench/efficiency.py's plants, by up to 2 LU at heavy settings): then the fresh
+#: reference costs one export, no more than a cold cache would have.
+STALE_REFERENCE_LU = 1.0
+
+
+def _check_cached_reference(plan: _Plan, trial: optuna.Trial, receipt: dict[str, Any], log: Log) -> None:
+    """After the first export on a cached reference: does the model still describe this song?"""
+    assert plan.model is not None
+    plan.model.from_cache = False
+    here = {k: float(v) for k, v in trial.params.items() if k in plan.space}
+    off = receipt["results"]["lufs_i"] - plan.model.search.predict(here).lufs
+    if abs(off) > STALE_REFERENCE_LU:
+        log(f"  ⚠ The cached dry reference does not fit this song (the model is off by {off:+.2f} LU)")
+        plan.model.stale = True
+
+
+def _refresh_reference(
+    plan: _Plan, rig: Rig, settings: Settings, log: Log
+) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """Runs after the trial's receipt is logged, so the JSONL keeps the exports in the order they happened."""
+
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        if plan.model is None or not plan.model.stale:
+            return
+        plan.model.stale = False
+        if trial.user_attrs.get("passed"):
+            modelsearch.ReferenceCache(settings.cache_dir / "references").forget(_set_fingerprint(rig))
+            log("  (stale dry reference dropped from the cache: the next study of this set exports a fresh one)")
+            return
+        log("  Exporting a fresh dry reference...")
+        feats, _ = _reference(study, rig, plan, settings, True, log)
+        plan.model.search = dataclasses.replace(plan.model.search, features=feats)
+
+    return callback
+
+
+def _set_fingerprint(rig: Rig) -> str:
+    """What Live says about the set: track names, the chain's devices, tempo and length where answered."""
+    osc, chain = rig.chain.live.osc, rig.chain
+    parts: dict[str, Any] = {
+        "track": chain.track.label,
+        "devices": chain.live.device_names(chain.track),
+        "config_devices": dict(rig.config.device_names),
+    }
+    for what in ("track_names", "tempo", "song_length"):
+        try:
+            parts[what] = list(osc.query(f"/live/song/get/{what}", timeout=1.0, retries=0))
+        except LiveError:
+            parts[what] = None
+    return modelsearch.fingerprint(parts)
+
+
+def _reference(
+    study: optuna.Study, rig: Rig, plan: _Plan, settings: Settings, fresh: bool, log: Log
+) -> tuple[DryFeatures, bool]:
+    cache = modelsearch.ReferenceCache(settings.cache_dir / "references")
+    sha = study.user_attrs.get("reference_sha256")
+    fp = _set_fingerprint(rig)
+    if not fresh:
+        feats = cache.load(sha) if isinstance(sha, str) else None
+        hit = (sha, feats) if isinstance(sha, str) and feats is not None else cache.lookup(fp)
+        if hit is not None:
+            log(f"Dry reference: cached ({hit[0][:12]}…), no export needed")
+            study.set_user_attr("reference_sha256", hit[0])
+            return hit[1], True
+    export_file = str(Path(_export_name(settings, study.study_name, 0)).with_name(f"{REFERENCE_ID}.wav"))
+    try:
+        receipt, m = export_reference(rig, export_file, study=study.study_name)
+    except TrialFailed as e:
+        receipts.append(settings.receipts_path(), e.receipt)
+        raise LiveReadError(f"the dry reference export failed: {e}") from None
+    plan.reference_exports += 1
+    receipts.append(settings.receipts_path(), receipt)
+    import soundfile as sf
+
+    audio, sr = sf.read(str(rig.project_root / export_file), dtype="float32", always_2d=True)
+    feats = modelsearch.features(audio, int(sr))
+    cache.store(fp, m.sha256, feats)
+    study.set_user_attr("reference_sha256", m.sha256)
+    study.set_user_attr("reference_lufs", round(m.lufs_i, 4))
+    study.set_user_attr("reference_file", export_file)
+    log(f"  ✓ Dry reference cached ({m.sha256[:12]}…): later studies of this set reuse it")
+    return feats, False
+
+
+def _judge_reach(
+    plan: _Plan,
+    study: optuna.Study,
+    trial: optuna.Trial,
+    proposal: modelsearch.Proposal | None,
+    receipt: dict[str, Any],
+    log: Log,
+) -> None:
+    """After a miss: if the model, corrected by this export too, still finds no setting within reach and
+    this export was at the closest reachable setting, the target is out of reach: say so and stop."""
+    assert plan.model is not None
+    search = plan.model.search
+    res = receipt["results"]
+    obs = modelsearch.observations(study, plan.space)
+    here = {k: float(trial.params[k]) for k in plan.space if k in trial.params}
+    if len(here) == len(plan.space):
+        obs.append(modelsearch.Observation(here, float(res["lufs_i"]), float(res["peak_dbfs"])))
+    after = search.propose(obs)
+    if after.reachable or proposal is None or proposal.reachable:
+        return
+    limit, target = search.peak_limit_dbfs, search.target_lufs
+    side = "louder" if target > res["lufs_i"] else "quieter"
+    message = (
+        f"the chain cannot get {side} than about {res['lufs_i']:.2f} LUFS with the peak at or under "
+        f"{limit:.2f} dBFS (target {target:.2f} ±{search.tolerance:g}); measured {res['lufs_i']:.2f} LUFS, "
+        f"peak {res['peak_dbfs']:.2f} dBFS with {modelsearch.describe_params(here)}"
+    )
+    verdict = {
+        "reachable": False,
+        "message": message,
+        "closest_lufs": res["lufs_i"],
+        "closest_peak_dbfs": res["peak_dbfs"],
+        "params": here,
+        "trial": trial.number,
+        "export_file": receipt["export_file"],
+    }
+    receipt["feasibility"] = verdict
+    study.set_user_attr("out_of_reach", verdict)
+    plan.out_of_reach = verdict
+    log(f"  ✗ Out of reach: {message}")
+    study.stop()
 
 
 def _artifacts(settings: Settings) -> Path:

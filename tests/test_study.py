@@ -53,7 +53,7 @@ def autotune(*args: str) -> list[str]:
 def test_optimize_reaches_the_target_and_records_everything(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["optimize", "configs/streaming.json", "--trials", "20", "--seed", "3"]) == 0
+    assert main(["optimize", "configs/streaming.json", "--trials", "20", "--seed", "3", "--sampler", "tpe"]) == 0
     out = capsys.readouterr().out
     assert "Search space:" in out and "  limiter.ceiling_db: -7 .. -1.05" in out
     assert "✅ TARGET HIT" in out
@@ -95,7 +95,7 @@ def test_optimize_reaches_the_target_and_records_everything(
 
 
 def test_trials_budget_counts_over_resumes(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["optimize", "configs/master_sweep.json", "--refine", "--study", "budget"]
+    args = ["optimize", "configs/master_sweep.json", "--refine", "--study", "budget", "--sampler", "tpe"]
     assert main([*args, "--trials", "2"]) == 0
     assert len(receipts(project)) == 2
     assert main([*args, "--trials", "2"]) == 0
@@ -106,7 +106,7 @@ def test_trials_budget_counts_over_resumes(project: Path, capsys: pytest.Capture
 
 
 def test_with_runs_enqueues_the_config_runs_first(project: Path) -> None:
-    assert main(["optimize", "configs/streaming.json", "--trials", "1", "--with-runs"]) == 0
+    assert main(["optimize", "configs/streaming.json", "--trials", "1", "--with-runs", "--sampler", "tpe"]) == 0
     (row,) = receipts(project)
     assert row["id"] == "baseline" and row["export_file"] == "output/streaming_baseline.wav"
     assert row["params"]["limiter"] == {"gain_db": 3.0, "ceiling_db": -1.5}
@@ -127,6 +127,13 @@ def test_sampler_choice_depends_on_torch(monkeypatch: pytest.MonkeyPatch, projec
     assert isinstance(sampler, optuna.samplers.GPSampler) and label == "GP"
     assert isinstance(samplers.make_sampler("cmaes")[0], optuna.samplers.CmaEsSampler)
     assert isinstance(samplers.make_sampler("random")[0], optuna.samplers.RandomSampler)
+    # auto is model-based search on a Glue Compressor -> Limiter chain, a stock sampler on anything else.
+    chain = {"glue": "Glue Compressor", "limiter": "Limiter"}
+    assert samplers.resolve_sampler("auto", chain) == "model"
+    assert samplers.resolve_sampler("auto", {**chain, "eq": "EQ Eight"}) == "gp"
+    monkeypatch.setattr(samplers, "torch_available", lambda: False)
+    assert samplers.resolve_sampler("auto", {"eq": "EQ Eight"}) == "tpe"
+    assert samplers.resolve_sampler("tpe", chain) == "tpe"
 
 
 def test_unseeded_workers_draw_different_points() -> None:
@@ -279,7 +286,7 @@ def test_report_prints_a_table_and_writes_plots(project: Path, capsys: pytest.Ca
 
 
 def test_dashboard_api_serves_the_study_and_its_audio(project: Path, demo_cache: Path) -> None:
-    assert main(["optimize", "configs/streaming.json", "--trials", "2", "--refine", "--seed", "1"]) == 0
+    assert main(["optimize", "configs/streaming.json", "--trials", "2", "--refine", "--seed", "1", "--sampler", "tpe"]) == 0
     port = free_port()
     server = subprocess.Popen(
         autotune("dashboard", "--port", str(port)),
@@ -317,7 +324,9 @@ def test_dashboard_api_serves_the_study_and_its_audio(project: Path, demo_cache:
 
 def test_ctrl_c_mid_trial_exits_130_and_the_next_run_retries_it(project: Path, demo_cache: Path) -> None:
     env = env_for(project, demo_cache)
-    args = autotune("optimize", "configs/streaming.json", "--trials", "4", "--refine", "--seed", "2")
+    args = autotune(
+        "optimize", "configs/streaming.json", "--trials", "4", "--refine", "--seed", "2", "--sampler", "tpe"
+    )
     proc = subprocess.Popen(
         args, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

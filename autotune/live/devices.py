@@ -264,6 +264,23 @@ class MasterChain:
         self._confirm_raw(s, raw)
         return Applied(alias, key, s.param.name, value, raw, shown.text)
 
+    def read(self, alias: str, key: str) -> float | None:
+        """The physical value a parameter shows now, in the key's units (None for words such as "Auto")."""
+        s = self.slot(alias, key)
+        shown = parse_display(self.live.value_string(self.track, s.device_index, s.param.index))
+        return None if shown.value is None else shown.value / s.unit.factor
+
+    def read_text(self, alias: str, key: str) -> str:
+        s = self.slot(alias, key)
+        return self.live.value_string(self.track, s.device_index, s.param.index)
+
+    def switch(self, alias: str, on: bool) -> None:
+        """Switch a device on or off by its "Device On" parameter (raw max / min), read back."""
+        s = self.slot(alias, "device_on")
+        raw = s.param.max if on else s.param.min
+        self._probe(s.device_index, s.param.index)(raw)
+        self._confirm_raw(s, raw)
+
     def set_fader_0db(self, confirm_by_hand: Callable[[str], None] | None = None) -> str:
         """Set the chain's fader to 0 dB (raw 0.85) and read it back. Where this build cannot, ask the
         producer (`confirm_by_hand`, interactive runs only) or stop: never export with an unknown fader."""

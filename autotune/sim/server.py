@@ -25,7 +25,7 @@ import numpy as np
 import soundfile as sf
 
 from autotune.dsp import demo_track
-from autotune.dsp.chain import Stage, render_stages
+from autotune.dsp.chain import Physics, Stage, render_stages
 from autotune.dsp.demo import DemoSpec
 from autotune.live.client import OscArg, build_message, parse_datagram
 from autotune.sim.liveset import Addressing, ChainOn, Names, SimDevice, SimParameter, SimSong, SimTrack
@@ -44,6 +44,8 @@ class SimOptions:
     export_chunk_delay_s: float = 0.005
     demo: DemoSpec = field(default_factory=DemoSpec)
     cache_dir: Path | None = None
+    #: How the devices behave: the model's physics by default, a plant the model does not know otherwise.
+    physics: Physics = field(default_factory=Physics)
 
 
 class DemoSource:
@@ -206,6 +208,10 @@ class VirtualLive:
             "/live/application/get/version": lambda a: (12, 1),
             "/live/song/get/track_names": lambda a: tuple(t.name for t in song.tracks),
             "/live/song/get/num_tracks": lambda a: (len(song.tracks),),
+            "/live/song/get/tempo": lambda a: (float(self.options.demo.tempo_bpm),),
+            "/live/song/get/song_length": lambda a: (
+                float(self.options.demo.seconds * self.options.demo.tempo_bpm / 60.0),
+            ),
             "/live/track/get/name": lambda a: (a[0], song.track(a[0]).name),
             "/live/track/get/num_devices": lambda a: (a[0], len(song.track(a[0]).devices)),
             "/live/track/get/devices/name": lambda a: (a[0], *(d.name for d in song.track(a[0]).devices)),
@@ -234,7 +240,7 @@ class VirtualLive:
             self._renders.move_to_end(key)
             return self._renders[key]
         source = DemoSource.get(self.options.demo, self.options.cache_dir)
-        y = render_stages(source, self.options.demo.sample_rate, stages, fader)
+        y = render_stages(source, self.options.demo.sample_rate, stages, fader, self.options.physics)
         buf = io.BytesIO()
         sf.write(buf, np.clip(y, -1.0, 1.0), self.options.demo.sample_rate, subtype="PCM_24", format="WAV")
         data = buf.getvalue()

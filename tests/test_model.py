@@ -1,0 +1,436 @@
+"""Model-based search: the chain model against the real render, proposals, out-of-reach verdicts, and the
+`--sampler model` / `--sampler stepwise` studies end to end on the virtual Live (real UDP).
+
+The unit tests run on an 8 s demo (rendering it costs ~0.1 s per setting); the CLI tests use the 30 s demo
+the virtual Live plays. Every CLI test gets its own reference cache: the project fixture's demo cache is
+shared by the whole session, and a dry reference cached by one test would otherwise serve the next one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+from numpy.typing import NDArray
+
+from autotune.audio import analyze_file, integrated_loudness
+from autotune.cli import main
+from autotune.dsp import ChainParams, DemoSpec, GlueParams, LimiterParams, demo_track, render
+from autotune.dsp.model import ChainModel, DryFeatures
+from autotune.errors import EXIT_OUT_OF_REACH, EXIT_READ
+from autotune.modelsearch import (
+    ModelSearch,
+    Observation,
+    Role,
+    chain_params,
+    features,
+    gated_lufs,
+)
+from autotune.runner import REFERENCE_ID
+from objectives import Dim, Range, unflatten
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)  # every proposal runs an offline study
+
+SR = 48_000
+ROLES: dict[str, Role] = {"glue": "glue", "limiter": "limiter"}
+#: The search space of configs/streaming.json as the virtual Live resolves it (ceiling: 6 dB under the limit).
+STREAMING_SPACE: dict[str, Dim] = {
+    "glue.threshold_db": Range(-30.0, 0.0),
+    "glue.makeup_db": Range(0.0, 10.0),
+    "limiter.gain_db": Range(0.0, 24.0),
+    "limiter.ceiling_db": Range(-7.0, -1.05),
+}
+STORAGE = "sqlite:///studies/autotune.db"
+DRY_PARAMS = {"master_fader_db": 0.0, "glue": {"device_on": 0.0}, "limiter": {"device_on": 0.0}}
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def short_demo() -> tuple[NDArray[np.float64], DryFeatures]:
+    """An 8 s demo and its model features: long enough for gated loudness, short enough to render often."""
+    audio = demo_track(DemoSpec(seconds=8.0))
+    return audio, features(audio, SR)
+
+
+def measure(audio: NDArray[np.float64], flat: dict[str, float]) -> tuple[float, float]:
+    """(integrated LUFS, sample peak dBFS) of the real render of config-keyed flat params."""
+    y = render(audio, SR, chain_params(unflatten(flat), ROLES, ChainParams()))
+    return integrated_loudness(y, SR), float(20.0 * np.log10(np.abs(y).max()))
+
+
+@pytest.fixture
+def model_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The project fixture with a reference cache of its own (the demo song itself stays memoised in-process)."""
+    monkeypatch.setenv("AUTOTUNE_CACHE_DIR", str(project / ".cache"))
+    return project
+
+
+def receipts(project: Path) -> list[dict[str, Any]]:
+    path = project / "output" / "experiments.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def exports(project: Path) -> list[Path]:
+    return sorted((project / "output").rglob("*.wav"))
+
+
+def write_config(project: Path, source: str, name: str, **changes: Any) -> str:
+    config = json.loads((project / "configs" / source).read_text())
+    config.update(changes)
+    (project / "configs" / name).write_text(json.dumps(config))
+    return f"configs/{name}"
+
+
+# -- 1. the model agrees with the real render ---------------------------------------------------------
+
+CASES: dict[str, tuple[ChainParams, bool]] = {
+    # name: (chain, whether the limiter is limiting, so the output peak sits at its ceiling)
+    "bypassed": (ChainParams(GlueParams(on=False), LimiterParams(on=False)), False),
+    "gentle": (
+        ChainParams(
+            GlueParams(threshold_db=-20, ratio=4, makeup_db=4), LimiterParams(gain_db=6, ceiling_db=-1)
+        ),
+        True,
+    ),
+    "heavy-glue-fast": (
+        ChainParams(
+            GlueParams(threshold_db=-30, ratio=10, makeup_db=12, attack_ms=1, release_s=0.1),
+            LimiterParams(gain_db=10, ceiling_db=-6, release_ms=50),
+        ),
+        True,
+    ),
+    "auto-release-1ms-limiter": (
+        ChainParams(
+            GlueParams(threshold_db=-10, release_s=None),
+            LimiterParams(gain_db=18, ceiling_db=-0.3, release_ms=1),
+        ),
+        True,
+    ),
+    "limiter-only-slow": (
+        ChainParams(GlueParams(on=False), LimiterParams(gain_db=24, ceiling_db=-3, release_ms=1000)),
+        True,
+    ),
+    "glue-only-slow": (
+        ChainParams(
+            GlueParams(threshold_db=-25, ratio=4, makeup_db=8, attack_ms=30, release_s=1.2),
+            LimiterParams(on=False),
+        ),
+        False,
+    ),
+    "parallel-glue": (
+        ChainParams(GlueParams(threshold_db=-20, ratio=4, makeup_db=4, dry_wet=0.5), LimiterParams(on=False)),
+        False,
+    ),
+    "fader-after-limiter": (
+        ChainParams(
+            GlueParams(threshold_db=-20, ratio=4, makeup_db=4),
+            LimiterParams(gain_db=8, ceiling_db=-1),
+            fader_db=-2.0,
+        ),
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_model_predicts_what_the_render_measures(
+    short_demo: tuple[NDArray[np.float64], DryFeatures], name: str
+) -> None:
+    """The search trusts the model instead of rendering: its loudness must be the meter's, within far less
+    than a tolerance, and when the limiter limits, its peak must be the export's (the peak-limit check)."""
+    audio, feats = short_demo
+    params, limiting = CASES[name]
+    y = render(audio, SR, params)
+    predicted = ChainModel(feats).predict(params)
+    lufs = gated_lufs(predicted.energy, feats)
+    assert abs(lufs - integrated_loudness(y, SR)) < 0.4
+    if limiting:
+        ceiling = params.limiter.ceiling_db + params.fader_db
+        peak_db = 20.0 * np.log10(np.abs(y).max())
+        assert peak_db == pytest.approx(ceiling, abs=0.01)  # the case really limits
+        assert predicted.limiter_gr_db > 0.0
+        assert 20.0 * np.log10(predicted.peak) == pytest.approx(peak_db, abs=0.1)
+
+
+# -- 2. proposals, and their correction by an export -------------------------------------------------
+
+
+def test_a_first_proposal_hits_the_target_and_an_observed_offset_moves_the_next_one(
+    short_demo: tuple[NDArray[np.float64], DryFeatures],
+) -> None:
+    """Without any export the proposal must already pass when rendered (the model is the default physics);
+    after an export that reads 0.6 LU quieter than predicted, the next proposal must aim 0.6 LU louder."""
+    audio, feats = short_demo
+    target, limit, tol = -14.0, -1.0, 0.5
+    search = ModelSearch(feats, STREAMING_SPACE, ROLES, ChainParams(), target, limit, tol)
+    first = search.propose([])
+    assert first.reachable and first.exports_used == 0
+    assert set(first.params) == set(STREAMING_SPACE)
+    assert all(dim.contains(first.params[k]) for k, dim in STREAMING_SPACE.items())
+    lufs, peak = measure(audio, first.params)
+    assert abs(lufs - target) <= tol
+    assert peak <= limit
+    assert first.lufs == pytest.approx(lufs, abs=0.2)  # the proposal says what the render gives
+
+    offset = 0.6
+    plant = Observation(first.params, lufs - offset, peak)  # a plant that reads 0.6 LU quieter
+    second = search.propose([plant])
+    assert second.exports_used == 1 and second.reachable
+    # One export: the correction is that export's residual, everywhere.
+    assert second.correction_lu == pytest.approx(plant.lufs - search.predict(first.params).lufs, abs=0.02)
+    assert abs(second.lufs - target) <= tol
+    assert second.model.lufs - first.model.lufs == pytest.approx(offset, abs=0.15)
+    lufs2, peak2 = measure(audio, second.params)
+    assert abs(lufs2 - offset - target) <= tol  # on the plant, the second proposal passes
+    assert peak2 <= limit
+
+
+# -- 3. out of reach ---------------------------------------------------------------------------------
+
+
+def test_an_impossible_target_is_out_of_reach_at_the_loudest_setting(
+    short_demo: tuple[NDArray[np.float64], DryFeatures],
+) -> None:
+    """-3 LUFS under a -6 dBFS peak limit cannot be reached: the search must say so, and the setting it
+    offers as the closest must be the loudest the chain can do (the one export that confirms the verdict)."""
+    audio, feats = short_demo
+    target, limit = -3.0, -6.0
+    space: dict[str, Dim] = {**STREAMING_SPACE, "limiter.ceiling_db": Range(-12.0, -6.05)}
+    search = ModelSearch(feats, space, ROLES, ChainParams(), target, limit, 0.5)
+    closest = search.propose([])
+    assert not closest.reachable
+    assert closest.peak_db <= limit
+    p = closest.params
+    assert p["limiter.gain_db"] >= 24.0 - 1.0
+    assert p["glue.makeup_db"] >= 10.0 - 0.5
+    assert p["limiter.ceiling_db"] >= -6.05 - 0.2
+    # Nothing on a coarse grid under the limit is louder than the offered setting.
+    loudest = max(
+        pred.lufs
+        for th, mk, g in itertools.product((-30.0, -20.0, -10.0, 0.0), (0.0, 5.0, 10.0), (12.0, 18.0, 24.0))
+        if (
+            pred := search.predict(
+                {
+                    "glue.threshold_db": th,
+                    "glue.makeup_db": mk,
+                    "limiter.gain_db": g,
+                    "limiter.ceiling_db": -6.1,
+                }
+            )
+        ).peak_db
+        <= limit
+    )
+    assert closest.lufs >= loudest - 0.1
+    lufs, peak = measure(audio, p)
+    assert peak <= limit
+    assert lufs == pytest.approx(closest.lufs, abs=0.4)
+    assert target - lufs > 5.0  # really far from the target, not a near miss
+
+
+# -- 4. --sampler model end to end ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_model_sampler_passes_on_a_plant_it_does_not_know_and_reuses_its_reference(
+    model_project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On "vintage" physics the model is wrong by about a LU; one dry export plus a couple of corrected
+    trials must still pass. The dry reference is the expensive part a later study of the set must not
+    pay again, unless asked to with --fresh-reference."""
+    project = model_project
+    monkeypatch.setenv("AUTOTUNE_SIM_PHYSICS", "vintage")
+    assert main(["optimize", "configs/streaming.json", "--sampler", "model", "--trials", "6"]) == 0
+    out = capsys.readouterr().out
+    assert "TARGET HIT" in out
+    rows = receipts(project)
+    assert 2 <= len(rows) <= 4  # the dry reference counts
+    assert len(exports(project)) == len(rows)
+
+    dry, trials = rows[0], rows[1:]
+    assert dry["id"] == REFERENCE_ID and dry["kind"] == "reference" and dry["trial"] is None
+    assert dry["params"] == DRY_PARAMS
+    assert dry["status"] == "ok" and dry["study"] == "streaming-optimize"
+    m = analyze_file(project / dry["export_file"])
+    assert dry["sha256"] == m.sha256
+    assert dry["results"]["lufs_i"] == pytest.approx(m.lufs_i, abs=1e-3)
+    assert dry["results"]["peak_dbfs"] == pytest.approx(-3.8, abs=0.05)  # the demo's dry peak: devices off
+
+    study = optuna.load_study(study_name="streaming-optimize", storage=STORAGE)
+    finished = [t for t in study.get_trials() if "receipt" in t.user_attrs]
+    assert [r["trial"] for r in trials] == [t.number for t in finished]  # one receipt per trial
+    assert all(r.get("kind") != "reference" for r in trials)
+    assert study.user_attrs["reference_sha256"] == dry["sha256"]
+    for t in finished:
+        assert {"predicted_lufs", "predicted_peak_dbfs", "predicted_reachable"} <= set(t.user_attrs)
+        assert t.user_attrs["predicted_reachable"] is True
+    last = trials[-1]["results"]
+    assert last["pass_lufs"] and last["pass_peak"]
+    assert finished[-1].user_attrs["predicted_lufs"] == pytest.approx(last["lufs_i"], abs=0.5)
+
+    # Another study of the same set (on the model's physics, which the reference does not depend on: one
+    # proposal less per run): the cached reference, no new dry export.
+    monkeypatch.delenv("AUTOTUNE_SIM_PHYSICS")
+    assert (
+        main(
+            ["optimize", "configs/streaming.json", "--sampler", "model", "--trials", "1", "--study", "other"]
+        )
+        == 0
+    )
+    assert "Dry reference: cached" in capsys.readouterr().out
+    again = receipts(project)[len(rows) :]
+    assert [r["id"] for r in again] == ["trial-0"]
+    assert (
+        optuna.load_study(study_name="other", storage=STORAGE).user_attrs["reference_sha256"] == dry["sha256"]
+    )
+
+    # --fresh-reference exports it again (the same song: the same audio).
+    n = len(receipts(project))
+    assert (
+        main(
+            [
+                "optimize",
+                "configs/streaming.json",
+                "--sampler",
+                "model",
+                "--trials",
+                "1",
+                "--study",
+                "third",
+                "--fresh-reference",
+            ]
+        )
+        == 0
+    )
+    assert "Dry reference: cached" not in capsys.readouterr().out
+    fresh = receipts(project)[n:]
+    assert [r["id"] for r in fresh] == [REFERENCE_ID, "trial-0"]
+    assert fresh[0]["study"] == "third" and fresh[0]["sha256"] == dry["sha256"]
+
+
+@pytest.mark.slow
+def test_a_set_playing_another_song_gets_its_own_reference(
+    model_project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The set's fingerprint cannot see an edited arrangement (the virtual Live's songs share tracks, tempo
+    and length), so the cached reference of another song is used first; the first export shows the model
+    is off by more than a plant could explain, a fresh reference is exported, and the next trial lands
+    where it was predicted (the model's own physics here)."""
+    project = model_project
+    assert (
+        main(["optimize", "configs/streaming.json", "--sampler", "model", "--trials", "1", "--study", "a"])
+        == 0
+    )
+    monkeypatch.setenv("AUTOTUNE_SIM_SONG", "dynamic")
+    n = len(receipts(project))
+    assert (
+        main(["optimize", "configs/streaming.json", "--sampler", "model", "--trials", "3", "--study", "b"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "does not fit this song" in out
+    rows = receipts(project)[n:]
+    assert [r["id"] for r in rows[:2]] == ["trial-0", REFERENCE_ID]
+    trials = optuna.load_study(study_name="b", storage=STORAGE).trials
+    assert len(trials) >= 2
+    after = next(r for r in rows if r["id"] == "trial-1")
+    assert abs(trials[1].user_attrs["predicted_lufs"] - after["results"]["lufs_i"]) < 0.3
+    assert after["results"]["pass_lufs"]
+
+
+# -- 5. out of reach end to end ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_an_unreachable_target_stops_with_exit_40_and_stays_stopped(
+    model_project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example's -10.5 LUFS under -6 dBFS is reachable on the "dynamic" song (about -10.9 with a 1 ms
+    limiter release), but -9 is not: the study must say so after one confirming export, with exit 40, and
+    a second run must not spend another export to learn it again."""
+    project = model_project
+    monkeypatch.setenv("AUTOTUNE_SIM_SONG", "dynamic")
+    config = write_config(project, "master_sweep.json", "hard.json", target_lufs=-9.0)
+    argv = ["optimize", config, "--sampler", "model", "--trials", "6"]
+    assert main(argv) == EXIT_OUT_OF_REACH
+    out = capsys.readouterr().out
+    rows = receipts(project)
+    assert rows[0]["id"] == REFERENCE_ID
+    assert 2 <= len(rows) <= 3  # dry + at most 2 trials
+    assert len(exports(project)) == len(rows)
+    verdict = rows[-1]["feasibility"]
+    assert verdict["reachable"] is False
+    closest = rows[-1]["results"]["lufs_i"]
+    assert verdict["closest_lufs"] == closest and closest < -9.5
+    assert rows[-1]["results"]["pass_peak"] is True
+    lines = [line for line in out.splitlines() if "OUT OF REACH" in line]
+    assert len(lines) == 1
+    assert f"{closest:.2f} LUFS" in lines[0]
+    study = optuna.load_study(study_name="hard-optimize", storage=STORAGE)
+    assert study.user_attrs["out_of_reach"]["closest_lufs"] == closest
+
+    assert main(argv) == EXIT_OUT_OF_REACH
+    out = capsys.readouterr().out
+    assert "out of reach" in out
+    assert receipts(project) == rows
+    assert len(exports(project)) == len(rows)
+
+
+# -- 6. --sampler stepwise -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_stepwise_moves_by_one_db_steps(model_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The original loop is the baseline the model is measured against: it must start at the config's
+    run and move the limiter gain (and threshold/makeup) by 1 dB towards the target after each export."""
+    project = model_project
+    assert main(["optimize", "configs/streaming.json", "--sampler", "stepwise", "--trials", "4"]) == 0
+    capsys.readouterr()
+    rows = receipts(project)
+    assert len(rows) >= 3 and all(r["id"] != REFERENCE_ID for r in rows)
+    first = rows[0]["params"]
+    assert first["glue"] == {"threshold_db": -12.0, "makeup_db": 2.0}
+    assert first["limiter"] == {"gain_db": 3.0, "ceiling_db": -1.5}
+    for prev, cur in itertools.pairwise(rows):
+        lufs = prev["results"]["lufs_i"]
+        assert prev["results"]["pass_peak"]
+        step = 1.0 if lufs < -14.5 else -1.0 if lufs > -13.5 else 0.0
+        assert step != 0.0  # a pass would have stopped the study
+        d_gain = cur["params"]["limiter"]["gain_db"] - prev["params"]["limiter"]["gain_db"]
+        assert d_gain == pytest.approx(step, abs=1e-9)
+        assert cur["params"]["glue"]["makeup_db"] - prev["params"]["glue"]["makeup_db"] == pytest.approx(step)
+        assert cur["params"]["glue"]["threshold_db"] - prev["params"]["glue"][
+            "threshold_db"
+        ] == pytest.approx(-step)
+        assert cur["params"]["limiter"]["ceiling_db"] == prev["params"]["limiter"]["ceiling_db"]
+
+
+# -- 7. a chain the model does not know ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alias", ["eq", "limiter"])
+def test_model_sampler_refuses_a_device_it_does_not_model(
+    model_project: Path, capsys: pytest.CaptureFixture[str], alias: str
+) -> None:
+    """Predicting a chain with an EQ in it from a Glue/Limiter model would be silently wrong: refuse it
+    before touching Live, storage or receipts, and say what to use instead."""
+    project = model_project
+    config = json.loads((project / "configs" / "streaming.json").read_text())
+    config["device_names"][alias] = "EQ Eight"
+    (project / "configs" / "eq.json").write_text(json.dumps(config))
+    assert main(["optimize", "configs/eq.json", "--sampler", "model", "--trials", "2"]) == EXIT_READ
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert "EQ Eight" in err and "--sampler tpe" in err
+    assert not (project / "studies").exists()
+    assert receipts(project) == [] and exports(project) == []
+    assert not (project / ".cache" / "references").exists()
