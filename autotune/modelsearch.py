@@ -16,7 +16,7 @@ import json
 import math
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +36,8 @@ from autotune.live.values import split_key
 from objectives import Choice, Dim
 
 Role = Literal["glue", "limiter"]
+#: unit-cube position -> (LUFS correction, peak correction, distance to the nearest measured setting)
+Correct = Callable[[NDArray[np.float64]], tuple[float, float, float]]
 #: The model keeps the limiter's output this far under the peak limit (the plant may differ a little).
 PEAK_SAFETY_DB = 0.1
 #: Offline model evaluations per proposal (TPE), before the coordinate polish.
@@ -121,11 +123,15 @@ def chain_params(
     )
 
 
-def base_state(read: Any, device_roles: Mapping[str, Role], read_text: Any) -> ChainParams:
+def base_state(
+    read: Callable[[str, str], float | None],
+    device_roles: Mapping[str, Role],
+    read_text: Callable[[str, str], str],
+) -> ChainParams:
     """The chain as Live shows it now (parameters the build does not have keep the model's defaults).
-    `read(alias, key)` -> physical value or None; `read_text(alias, key)` -> display text."""
+    `read(alias, key)` -> physical value or None (a word such as "Auto"); `read_text` -> display text."""
     values: dict[str, dict[str, float | None]] = {}
-    mode: Any = "standard"
+    mode: Literal["standard", "soft_clip", "true_peak"] = "standard"
     peak_clip = False
     for alias, role in device_roles.items():
         for key in STATE_KEYS[role]:
@@ -341,7 +347,7 @@ class ModelSearch:
                 out.append((v - dim.low) / (dim.high - dim.low))
         return np.asarray(out)
 
-    def _corrector(self, obs: Sequence[Observation]) -> Any:
+    def _corrector(self, obs: Sequence[Observation]) -> Correct:
         """Residual correction: a kernel-weighted mean of (measured - predicted), plus how close the nearest
         measured setting is. Exact at a measured setting, their plain mean far from all of them."""
         if not obs:
@@ -364,7 +370,7 @@ class ModelSearch:
 
         return correct
 
-    def _score(self, flat: Mapping[str, float], correct: Any) -> tuple[float, Prediction, float, float]:
+    def _score(self, flat: Mapping[str, float], correct: Correct) -> tuple[float, Prediction, float, float]:
         p = self.predict(flat)
         dl, dp, near = correct(self._unit(flat))
         lufs, peak = p.lufs + dl, p.peak_db + dp
@@ -408,7 +414,7 @@ class ModelSearch:
         self._proposed[key] = Proposal(best, p, lufs, peak, reachable, len(obs))
         return self._proposed[key]
 
-    def _polish(self, flat: dict[str, float], correct: Any) -> dict[str, float]:
+    def _polish(self, flat: dict[str, float], correct: Correct) -> dict[str, float]:
         """Coordinate search around the offline optimum: TPE lands near it, a few sweeps per dimension
         land on it (the loss is smooth and nearly monotone in every gain)."""
         best = dict(flat)
