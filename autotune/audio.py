@@ -399,22 +399,24 @@ class _PcmLayout:
     width: int  # bytes per sample: 2 or 3
 
 
-def _pcm_wav_layout(data: bytes | memoryview) -> _PcmLayout | None:
+def _pcm_wav_layout(data: bytes | memoryview, size: int | None = None) -> _PcmLayout | None:
     """Where the samples of a 16- or 24-bit integer PCM WAV are; None for anything else (libsndfile reads
-    those). A data chunk cut short counts the whole frames that are there, as libsndfile does."""
+    those). `data` may be the file's first bytes only, `size` its whole length. A data chunk cut short
+    counts the whole frames that are there, as libsndfile does."""
+    size = len(data) if size is None else size
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return None
     pos = 12
     fmt: tuple[int, int, int, int, int] | None = None
     while pos + 8 <= len(data):
-        cid, size = struct.unpack_from("<4sI", data, pos)
+        cid, chunk = struct.unpack_from("<4sI", data, pos)
         body = pos + 8
         if cid == b"fmt ":
-            if size < 16 or body + size > len(data):
+            if chunk < 16 or body + chunk > len(data):
                 return None
             tag, channels, rate, _, align, bits = struct.unpack_from("<HHIIHH", data, body)
             if tag == 0xFFFE:
-                if size < 40 or data[body + 24 : body + 40] != _PCM_GUID:
+                if chunk < 40 or data[body + 24 : body + 40] != _PCM_GUID:
                     return None
                 if struct.unpack_from("<H", data, body + 18)[0] != bits:  # valid bits < container bits
                     return None
@@ -427,9 +429,9 @@ def _pcm_wav_layout(data: bytes | memoryview) -> _PcmLayout | None:
             width = bits // 8
             if tag != 1 or bits not in (16, 24) or channels < 1 or rate < 1 or align != channels * width:
                 return None
-            frames = min(size, len(data) - body) // align
+            frames = min(chunk, size - body) // align
             return _PcmLayout(body, frames, channels, rate, width)
-        pos = body + size + (size & 1)
+        pos = body + chunk + (chunk & 1)
     return None
 
 
@@ -441,26 +443,36 @@ def _decode_pcm(data: bytes | memoryview, layout: _PcmLayout) -> NDArray[np.floa
     """Integer PCM to float32 straight from the file's bytes, one channel at a time into a channel-major
     array (returned transposed, as frames x channels): each channel is then contiguous for the filters and
     the interpolator, with no further copies. Values equal libsndfile's (sample / 2**(bits - 1))."""
-    k, n = layout.channels, layout.frames
-    out = np.empty((k, n), np.float32)
-    if n == 0:
-        return out.T
+    out = np.empty((layout.channels, layout.frames), np.float32)
+    _decode_pcm_into(out, data, layout, 0, layout.frames)
+    return out.T
+
+
+def _decode_pcm_into(
+    out: NDArray[np.float32], data: bytes | memoryview, layout: _PcmLayout, first: int, stop: int
+) -> None:
+    """Frames first..stop-1 into `out` (channels x frames); only their bytes are read."""
+    k, n = layout.channels, stop - first
+    if n <= 0:
+        return
     if layout.width == 2:
         for c in range(k):
-            src = np.ndarray((n,), "<i2", buffer=data, offset=layout.offset + 2 * c, strides=(2 * k,))
-            np.multiply(src, np.float32(2.0**-15), out=out[c], dtype=np.float32, casting="unsafe")
-        return out.T
+            at = layout.offset + (first * k + c) * 2
+            src = np.ndarray((n,), "<i2", buffer=data, offset=at, strides=(2 * k,))
+            np.multiply(src, np.float32(2.0**-15), out=out[c, first:stop], dtype=np.float32, casting="unsafe")
+        return
     # 24-bit: read each sample's three bytes together with the byte before them as a little-endian int32
     # (the sample in the top 24 bits), then shift right: the stray low byte drops out and the sign stays.
     scratch = np.empty(min(n, _DECODE_CHUNK), np.int32)
     for c in range(k):
-        src = np.ndarray((n,), "<i4", buffer=data, offset=layout.offset - 1 + 3 * c, strides=(3 * k,))
+        at = layout.offset - 1 + (first * k + c) * 3
+        src = np.ndarray((n,), "<i4", buffer=data, offset=at, strides=(3 * k,))
         for lo in range(0, n, _DECODE_CHUNK):
             hi = min(n, lo + _DECODE_CHUNK)
             t = scratch[: hi - lo]
             np.right_shift(src[lo:hi], 8, out=t)
-            np.multiply(t, np.float32(2.0**-23), out=out[c, lo:hi], dtype=np.float32, casting="unsafe")
-    return out.T
+            dst = out[c, first + lo : first + hi]
+            np.multiply(t, np.float32(2.0**-23), out=dst, dtype=np.float32, casting="unsafe")
 
 
 def _decode_soundfile(data: bytes, pool: ThreadPoolExecutor) -> tuple[NDArray[np.float32], int]:
@@ -482,14 +494,22 @@ def _decode_soundfile(data: bytes, pool: ThreadPoolExecutor) -> tuple[NDArray[np
     return out, int(sr)
 
 
-#: Bytes per read while hashing: big enough that each call is cheap, small enough that the hash keeps pace.
+#: Bytes per read: big enough that each call is cheap, small enough that hashing and decoding keep pace.
 _READ_CHUNK = 1 << 22
 
 
-def _read_while_hashing(path: Path, pool: ThreadPoolExecutor) -> tuple[memoryview, Future[str]]:
-    """The file's bytes, read in chunks that one pool thread hashes as they arrive: reading from the page
-    cache and SHA-256 run at about the same speed, so the hash is ready moments after the last read instead
-    of a whole read later. The buffer is not zero-filled first (numpy's empty, not a bytearray)."""
+@dataclass
+class _FileRead:
+    data: memoryview
+    sha256: Future[str]
+    audio: NDArray[np.float32] | None  # frames x channels, when decoded as the bytes came in
+    sample_rate: int
+
+
+def _read(path: Path, pool: ThreadPoolExecutor) -> _FileRead:
+    """The file's bytes, read in chunks that the pool's two threads hash and (a 16/24-bit PCM WAV) decode
+    as they arrive. Reading from the page cache, SHA-256 and decoding each take about the same time, so
+    they end together instead of one after the other. The buffer is numpy's empty, never zero-filled."""
     chunks: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
 
     def digest() -> str:
@@ -501,8 +521,11 @@ def _read_while_hashing(path: Path, pool: ThreadPoolExecutor) -> tuple[memoryvie
     with path.open("rb") as f:
         size = os.fstat(f.fileno()).st_size
         view = np.empty(size, np.uint8).data
-        hashing = pool.submit(digest)
-        got = 0
+        hashing = pool.submit(digest)  # one long task: the decoding below runs on the other thread
+        layout: _PcmLayout | None = None
+        out = np.empty((0, 0), np.float32)
+        decoding: list[Future[None]] = []
+        decoded = got = 0
         try:
             while got < size:
                 n = f.readinto(view[got : got + _READ_CHUNK])
@@ -510,36 +533,50 @@ def _read_while_hashing(path: Path, pool: ThreadPoolExecutor) -> tuple[memoryvie
                     break  # the file shrank since it was opened: measure and hash what was there
                 chunks.put(view[got : got + n])
                 got += n
+                if got == n:  # the first chunk holds the header (unless the data starts further in)
+                    layout = _pcm_wav_layout(view[:got], size)
+                    if layout is not None:
+                        out = np.empty((layout.channels, layout.frames), np.float32)
+                if layout is not None:
+                    ready = min(layout.frames, (got - layout.offset) // (layout.channels * layout.width))
+                    if ready > decoded:
+                        decoding.append(pool.submit(_decode_pcm_into, out, view, layout, decoded, ready))
+                        decoded = ready
         finally:
             chunks.put(None)
-    return view[:got], hashing
+            for d in decoding:
+                d.result()
+    if layout is None or got < size:  # not a PCM WAV we decode, a header beyond the first chunk, or shrank
+        return _FileRead(view[:got], hashing, None, 0)
+    return _FileRead(view, hashing, out.T, layout.sample_rate)
 
 
 def analyze_file(path: str | Path) -> Measurement:
-    """Read the file once, hashing it as it comes in; decode those bytes; measure."""
+    """Read the file once, hashing and decoding it as it comes in; measure."""
     p = Path(path)
     with ThreadPoolExecutor(max_workers=2) as pool:  # hashlib, libsndfile, scipy and BLAS release the GIL
         try:
-            data, hashing = _read_while_hashing(p, pool)
+            read = _read(p, pool)
         except IsADirectoryError:
             raise AnalysisError(f"{p} is a directory, not an audio file") from None
         except OSError as e:
             raise AnalysisError(f"cannot read {p}: {e.strerror or e}") from None
-        if not data:
+        if not read.data:
             raise AnalysisError(f"{p} is empty (0 bytes)")
         try:
-            layout = _pcm_wav_layout(data)
-            if layout is not None:
-                audio, sr = _decode_pcm(data, layout), layout.sample_rate
+            if read.audio is not None:
+                audio, sr = read.audio, read.sample_rate
+            elif (layout := _pcm_wav_layout(read.data)) is not None:
+                audio, sr = _decode_pcm(read.data, layout), layout.sample_rate
             else:  # libsndfile reads from bytes; the numpy buffer goes once the hash is done with it
-                raw = data.tobytes()
-                hashing.result()
-                del data
+                raw = read.data.tobytes()
+                read.sha256.result()
+                del read.data
                 audio, sr = _decode_soundfile(raw, pool)
                 del raw
         except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
             raise AnalysisError(f"{p} is not a readable audio file: {e}") from None
         try:
-            return _measure(audio, int(sr), pool, hashing.result)
+            return _measure(audio, int(sr), pool, read.sha256.result)
         except AnalysisError as e:
             raise AnalysisError(f"{p}: {e}") from None
