@@ -80,9 +80,8 @@ def channel_weights(channels: int) -> NDArray[np.float64]:
     return np.ones(channels)
 
 
-#: Samples K-weighted per sosfilt call: a multiple of every 100 ms step up to 192 kHz's 19200 samples, small
-#: enough that the filtered chunk is still in cache when it is squared and summed, and never a second full
-#: copy of the channel in memory.
+#: Samples K-weighted per sosfilt call (rounded down to whole 100 ms steps): small enough that the filtered
+#: chunk is still in cache when it is squared and summed, and never a second full copy of the channel.
 _FILTER_CHUNK = 19_200 * 12
 
 
