@@ -350,8 +350,8 @@ def _true_peak(cols: list[NDArray[np.float32]], best: float) -> float:
 def _measure(
     audio: NDArray[np.floating[Any]], sample_rate: int, pool: ThreadPoolExecutor, sha256: Callable[[], str]
 ) -> Measurement:
-    """Both channels' K-weighting run on the pool's two threads while this one finds the true peak (scipy
-    and BLAS release the GIL)."""
+    """The channels are K-weighted on the pool's two threads while this one finds the true peak (scipy and
+    BLAS release the GIL); `sha256` is asked for last, so hashing may still be going on meanwhile."""
     x = _as_frames(audio)
     n, channels = x.shape
     if n == 0:
