@@ -9,6 +9,7 @@ time from the file being complete to the waiter noticing it, analysis, the recei
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -96,7 +97,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=5)
     args = ap.parse_args()
-    print(f"median of {args.trials} trials on the virtual Live (loopback UDP), seconds")
+    print(
+        f"median of {args.trials} trials on the virtual Live (loopback UDP), seconds; "
+        f"1-min load average {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)"
+    )
     print(
         f"{'export':>8} {'set+readback':>13} {'render':>8} {'notice':>8} {'analysis':>9} {'receipt':>8} {'tell':>7} {'overhead':>9}"
     )
@@ -108,6 +112,7 @@ def main() -> None:
             f"{seconds:>7.0f}s {r['set']:>13.3f} {r['render']:>8.3f} {r['notice']:>8.3f} {r['analysis']:>9.3f} "
             f"{r['receipt']:>8.3f} {r['tell']:>7.3f} {overhead:>9.3f}  (render {seconds / r['render']:.0f}x real time)"
         )
+    print(f"1-min load average at the end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

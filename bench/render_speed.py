@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import statistics
 import time
 
@@ -56,6 +57,7 @@ def main() -> None:
     print(
         f"analysis of the 24-bit WAV: median {statistics.median(files):.3f} s (read + sha256 + LUFS + peaks)"
     )
+    print(f"1-min load average: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":

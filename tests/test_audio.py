@@ -15,9 +15,11 @@ import pyloudnorm as pyln
 import pytest
 import soundfile as sf
 from numpy.typing import NDArray
-from scipy.signal import resample_poly
+from scipy.signal import resample_poly, upfirdn
 
 from autotune.audio import (
+    _TP_H,
+    TP_PHASES,
     AnalysisError,
     analyze_file,
     integrated_loudness,
@@ -186,6 +188,47 @@ def test_true_peak_of_mono_and_empty() -> None:
     assert to_db(0.0) == float("-inf")
 
 
+def every_phase_at_8x(x: NDArray[np.floating]) -> float:
+    """The interpolator applied to every sample, no shortcuts: what true_peak promises to equal."""
+    frames = x.reshape(len(x), -1)
+    up = max(
+        float(np.abs(upfirdn(_TP_H.astype(np.float64), frames[:, c], up=TP_PHASES)).max())
+        for c in range(frames.shape[1])
+    )
+    return max(up, float(np.abs(frames).max()))
+
+
+def hard_cases() -> dict[str, Audio]:
+    """Signals where skipping work is most tempting to get wrong: everything near full scale, energy at
+    and near Nyquist, steps, lone impulses, a few samples only."""
+    rng = np.random.default_rng(5)
+    n = 3 * 4096 + 17
+    k = np.arange(n)[:, None]
+    cases = {
+        "clipped noise": np.clip(rng.standard_normal((n, 2)), -0.9, 0.9),
+        "full-scale square": 0.95 * np.sign(np.sin(2 * np.pi * k / 37.3 + np.array([0.0, 1.0]))),
+        "nyquist": 0.8 * (-1.0) ** k * np.ones((1, 2)),
+        "0.47 fs sines": 0.7 * np.sin(2 * np.pi * 0.47 * k + np.array([0.3, 2.0])),
+        "random signs": 0.9 * np.sign(rng.standard_normal((n, 2))),
+        "impulses": np.zeros((n, 2)),
+        "five samples, mono": np.array([[0.2], [-0.9], [0.9], [-0.9], [0.3]]),
+    }
+    cases["impulses"][[100, 5000, 9001], [0, 1, 0]] = [0.5, -0.99, 0.7]
+    limited = limiter(
+        np.clip(rng.standard_normal((n, 2)), -3, 3) * 0.3, SR, LimiterParams(gain_db=20.0, ceiling_db=-0.1)
+    )
+    cases["brick-walled noise"] = limited
+    return {name: np.pad(x, ((40, 40), (0, 0))) for name, x in cases.items()}  # silence at both ends
+
+
+@pytest.mark.parametrize("name", sorted(hard_cases()))
+def test_true_peak_equals_interpolating_every_sample(name: str) -> None:
+    # true_peak skips blocks it can prove cannot hold the peak; the answer must be the same as if it had
+    # interpolated everything (float32 arithmetic: a few parts in 1e7).
+    x = hard_cases()[name].astype(np.float32)
+    assert true_peak(x) == pytest.approx(every_phase_at_8x(x), rel=1e-5)
+
+
 # --- Agreement with pyloudnorm -----------------------------------------------------------------------------
 
 
@@ -347,6 +390,49 @@ def test_truncated_wav_is_read_as_a_shorter_file(tmp_path: Path) -> None:
     assert m.lufs_i == pytest.approx(-10.0, abs=0.1)
     assert m.sha256 == hashlib.sha256(data[: len(data) // 2]).hexdigest()
     assert m.sha256 != analyze_file(full).sha256
+
+
+@pytest.mark.parametrize(
+    ("fmt", "subtype", "channels"),
+    [
+        ("WAV", "PCM_24", 2),
+        ("WAV", "PCM_24", 1),
+        ("WAV", "PCM_24", 6),
+        ("WAV", "PCM_16", 2),
+        ("WAV", "PCM_16", 6),
+        ("WAVEX", "PCM_24", 2),
+        ("WAV", "PCM_32", 2),
+        ("WAV", "FLOAT", 2),
+        ("FLAC", "PCM_24", 2),
+    ],
+)
+def test_analyze_file_reads_every_format_like_libsndfile(
+    fmt: str, subtype: str, channels: int, tmp_path: Path, demo8: Audio
+) -> None:
+    # 16- and 24-bit PCM WAV files are decoded by autotune itself (the fast path, as the bytes come in,
+    # in reads of a few MB that split frames); everything else by libsndfile. Either way the file must
+    # measure exactly like the audio libsndfile reads from it.
+    x = np.concatenate([demo8] * 3, axis=1)[:, :channels]
+    p = tmp_path / f"take.{fmt.lower()}"
+    sf.write(p, x, SR, subtype=subtype, format=fmt)
+    decoded, sr = sf.read(p, dtype="float32", always_2d=True)
+    expected = measure_audio(decoded, sr, sha256=hashlib.sha256(p.read_bytes()).hexdigest())
+    assert analyze_file(p) == expected
+
+
+def test_wav_with_chunks_around_the_audio_and_an_odd_length(tmp_path: Path) -> None:
+    # A LIST chunk before the data, an odd-sized chunk after it (padded to even), 3 frames of a 24-bit
+    # mono file: the fast path must find the samples by walking the chunks, as libsndfile does.
+    p = write_wav(tmp_path / "plain.wav", tone(-10.0, 1.0, channels=1)[:, 0])
+    raw = p.read_bytes()
+    fmt_end = raw.find(b"data")
+    extra = b"LIST" + (5).to_bytes(4, "little") + b"INFOx\x00"
+    tail = b"junk" + (3).to_bytes(4, "little") + b"abc\x00"
+    body = raw[12:fmt_end] + extra + raw[fmt_end:] + tail
+    q = tmp_path / "chunks.wav"
+    q.write_bytes(b"RIFF" + (len(body) + 4).to_bytes(4, "little") + b"WAVE" + body)
+    decoded, sr = sf.read(q, dtype="float32", always_2d=True)
+    assert analyze_file(q) == measure_audio(decoded, sr, sha256=hashlib.sha256(q.read_bytes()).hexdigest())
 
 
 # --- measure_audio -----------------------------------------------------------------------------------------

@@ -111,3 +111,61 @@ def test_a_stale_file_from_an_earlier_export_is_not_taken(tmp_path: Path) -> Non
     time.sleep(0.01)
     _writer(path, wav_bytes(0.6), chunks=2, delay=0.01).join()
     wait_for_export(path, timeout_s=2, before=before, log=lambda _: None, poll_s=0.05)
+
+
+class ScriptedWriter:
+    """Writes a WAV one step per look of the waiter (driven from its `abort` hook), so what the waiter sees
+    at each look is fixed, however fast or loaded the machine is. Steps: "start" (the header and a third
+    of the audio), "append" (another third), "patch the header" (the true sizes), "wait"; "start" and
+    "append" may add "+ header": write the sizes the file has at that moment."""
+
+    def __init__(self, path: Path, data: bytes, steps: list[str]) -> None:
+        self.path, self.data, self.steps = path, data, steps
+        self.looks = 0
+        self.size = 0
+
+    def sizes(self, size: int) -> bytes:
+        """The header announcing a `size`-byte file (0 for both sizes when `size` is 0)."""
+        head = bytearray(self.data[:44])
+        struct.pack_into("<I", head, 4, max(0, size - 8))
+        struct.pack_into("<I", head, 40, max(0, size - 44))
+        return bytes(head)
+
+    def __call__(self) -> str | None:
+        step = self.steps[self.looks] if self.looks < len(self.steps) else "wait"
+        self.looks += 1
+        if step.startswith("start"):
+            self.path.write_bytes(self.sizes(0))  # sizes 0: what a DAW writes before it knows them
+            self.size = 44
+        if step.startswith(("start", "append")):
+            self.size = min(len(self.data), self.size + (len(self.data) - 44) // 3 + 2)
+            with self.path.open("r+b") as f:
+                f.seek(44)
+                f.write(self.data[44 : self.size])
+                if step.endswith("+ header"):
+                    f.seek(0)
+                    f.write(self.sizes(self.size))
+        elif step == "patch the header":
+            with self.path.open("r+b") as f:
+                f.write(self.data[:44])
+        return None
+
+
+def test_a_finalised_placeholder_header_is_taken_after_one_confirming_look(tmp_path: Path) -> None:
+    path = tmp_path / "daw.wav"
+    data = wav_bytes()
+    writer = ScriptedWriter(path, data, ["start", "append", "append", "patch the header", "wait"])
+    wait_for_export(path, timeout_s=5, before=None, log=lambda _: None, poll_s=0.001, abort=writer)
+    assert path.read_bytes() == data
+    assert writer.looks == 5  # look 5 saw the patched header, look 6 the same again: taken
+
+
+def test_a_header_kept_right_while_growing_needs_two_quiet_looks(tmp_path: Path) -> None:
+    # Some writers rewrite the header with every write: it matches the file at every moment, so only a
+    # pause tells a finished file from one still growing. One quiet look is not enough.
+    path = tmp_path / "updating.wav"
+    data = wav_bytes()
+    steps = ["start + header", "wait", "append + header", "wait", "append + header"]
+    writer = ScriptedWriter(path, data, steps)
+    wait_for_export(path, timeout_s=5, before=None, log=lambda _: None, poll_s=0.001, abort=writer)
+    assert path.read_bytes() == data

@@ -18,7 +18,8 @@ from typing import IO, Protocol
 
 from autotune.live.errors import ExportFailed
 
-POLL_S = 0.1
+#: Seconds between looks at the export: a stat and a 12-byte header read, cheap enough to do often.
+POLL_S = 0.05
 
 
 class Exporter(Protocol):
@@ -85,6 +86,20 @@ def wav_problem(path: Path) -> str | None:
         return f"cannot read: {e.strerror or e}"
 
 
+def _riff_size_disagrees(path: Path, size: int) -> bool:
+    """The RIFF header announces a file size other than `size`: a placeholder a DAW patches when it is done,
+    or the final size of a file still being copied."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return False
+    announced = struct.unpack_from("<I", head, 4)[0] + 8
+    return announced not in (size, size - 1)
+
+
 def wait_for_export(
     path: Path,
     *,
@@ -95,26 +110,37 @@ def wait_for_export(
     log: Callable[[str], None] = print,
     abort: Callable[[], str | None] | None = None,
 ) -> None:
-    """Wait until a new file at `path` is complete: changed since `before`, size and mtime stable for
-    `stable_checks` polls in a row, and a WAV header whose sizes match the file. `abort` (the exporter's
-    `problem`) is polled too, so a failed export program ends the wait at once."""
+    """Wait until a new file at `path` is complete: changed since `before`, a WAV header whose sizes match
+    the file, and size and mtime unchanged for a while. `abort` (the exporter's `problem`) is polled too, so
+    a failed export program ends the wait at once.
+
+    How long "a while" is depends on what the header did. A header seen announcing another size than the
+    file's (a DAW's placeholder, or a copy's final size) that now matches has been finalised by its writer:
+    one unchanged poll confirms it. A header that has matched the file while it still grew may be rewritten
+    with every write, so it must stay unchanged for `stable_checks` polls, a pause in writing being all that
+    tells such a file apart from a finished one."""
     log(f"Waiting for {path.name} to stabilize...")
     deadline = time.monotonic() + timeout_s
     last: FileStamp | None = None
-    stable = 0
+    header_ok = False
+    stable = 0  # polls in a row that saw the same stamp and the same verdict on the header
     problem: str | None = None
+    placeholder_seen = False  # a header announcing another size than the file had
+    matched_while_growing = False  # a matching header on a file that then changed
     while True:
         now = stamp(path)
         if now is not None and now != before:
-            if now == last:
+            problem = wav_problem(path)
+            if (now, problem is None) == (last, header_ok):
                 stable += 1
             else:
-                stable, last = 0, now
-            if stable >= stable_checks:
-                problem = wav_problem(path)
-                if problem is None:
-                    log("  ✓ File ready")
-                    return
+                matched_while_growing |= header_ok and now != last
+                stable, last, header_ok = 0, now, problem is None
+            if problem is not None:
+                placeholder_seen |= _riff_size_disagrees(path, now.size)
+            elif stable >= (1 if placeholder_seen and not matched_while_growing else stable_checks):
+                log("  ✓ File ready")
+                return
         failure = abort() if abort is not None else None
         if failure is not None:
             raise ExportFailed(failure)
@@ -123,7 +149,7 @@ def wait_for_export(
         time.sleep(poll_s)
     if last is None:
         raise ExportFailed(f"{path} did not appear within {timeout_s:g} s")
-    if stable < stable_checks:
+    if problem is None or stable < stable_checks:
         raise ExportFailed(f"{path} was still being written after {timeout_s:g} s ({last.size} bytes)")
     raise ExportFailed(f"{path} is not a complete WAV file: {problem}")
 
