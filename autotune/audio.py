@@ -126,8 +126,9 @@ def _gating(sample_rate: int, frames: int) -> tuple[int, int]:
     return block, step
 
 
-def _gated_loudness(energy: NDArray[np.float64]) -> float:
-    """BS.1770 gating of per-block, per-channel mean squares (blocks x channels)."""
+def gated_loudness(energy: NDArray[np.float64]) -> float:
+    """BS.1770 gating of per-block, per-channel mean squares (blocks x channels); model-based search gates
+    its predicted block energies with it too."""
     weighted = energy @ channel_weights(energy.shape[1])
     with np.errstate(divide="ignore"):
         block_lufs = -0.691 + 10.0 * np.log10(weighted)
@@ -154,7 +155,7 @@ def integrated_loudness(audio: NDArray[np.floating[Any]], sample_rate: int) -> f
     sos = _k_weighting_sos(sample_rate)
     with ThreadPoolExecutor(max_workers=min(x.shape[1], 2)) as pool:
         parts = [pool.submit(_block_energy, x[:, c], sos, block, step) for c in range(x.shape[1])]
-        return _gated_loudness(np.stack([p.result() for p in parts], axis=1))
+        return gated_loudness(np.stack([p.result() for p in parts], axis=1))
 
 
 def to_db(value: float) -> float:
@@ -366,7 +367,7 @@ def _measure(
         peak_tp = true_peak(x, max(hi, -lo))
     finally:
         energy = np.stack([p.result() for p in parts], axis=1)
-    lufs = _gated_loudness(energy)
+    lufs = gated_loudness(energy)
     if math.isinf(lufs):
         raise AnalysisError("the file is silent (every block is below the -70 LUFS gate)")
     return Measurement(

@@ -28,7 +28,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import FrozenTrial, TrialState
 from scipy.signal import sosfilt, tf2sos
 
-from autotune.audio import ABSOLUTE_GATE_LUFS, RELATIVE_GATE_LU, channel_weights, k_weighting
+from autotune.audio import channel_weights, gated_loudness, k_weighting
 from autotune.dsp.chain import ChainParams
 from autotune.dsp.model import ChainModel, DryFeatures, block_peaks, block_sums, model_block
 from autotune.errors import ConfigError
@@ -183,14 +183,7 @@ def gated_lufs(block_energy: NDArray[np.float64], f: DryFeatures) -> float:
         return float("-inf")
     cs = np.concatenate(([0.0], np.cumsum(seg)))
     z = (cs[4:] - cs[:-4]) / (4 * per * f.block)
-    with np.errstate(divide="ignore"):
-        lufs = -0.691 + 10.0 * np.log10(z)
-    above = lufs > ABSOLUTE_GATE_LUFS
-    if not above.any():
-        return float("-inf")
-    rel = -0.691 + 10.0 * math.log10(float(z[above].mean())) + RELATIVE_GATE_LU
-    gated = above & (lufs > rel)
-    return float(-0.691 + 10.0 * math.log10(float(z[gated].mean())))
+    return gated_loudness(z[:, None])
 
 
 class ReferenceCache:
