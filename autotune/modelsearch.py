@@ -38,6 +38,8 @@ from objectives import Choice, Dim
 Role = Literal["glue", "limiter"]
 #: unit-cube position -> (LUFS correction, peak correction, distance to the nearest measured setting)
 Correct = Callable[[NDArray[np.float64]], tuple[float, float, float]]
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # offline studies: hundreds of model trials, not news
+
 #: The model keeps the limiter's output this far under the peak limit (the plant may differ a little).
 PEAK_SAFETY_DB = 0.1
 #: Offline model evaluations per proposal (TPE), before the coordinate polish.
