@@ -114,7 +114,10 @@ def _summary(result: StudyResult, config: SweepConfig, settings: Settings, start
             log(f"  Settings: {_settings_text(best)}")
     if result.out_of_reach is not None and result.passed is None:
         log(f"⛔ TARGET OUT OF REACH: {result.out_of_reach['message']}")
-        log("  Lower the target, raise the peak limit, or widen the search ranges (exit code 40).")
+        if result.out_of_reach.get("direction") == "quieter":
+            log("  Raise the target, or widen the search ranges downwards (exit code 40).")
+        else:
+            log("  Lower the target, raise the peak limit, or widen the search ranges (exit code 40).")
     if result.reference_exports:
         log(
             f"  (plus {result.reference_exports} dry reference export for the model; cached for later studies)"

@@ -11,12 +11,15 @@ of reach: one export at that setting confirms it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +49,8 @@ PEAK_SAFETY_DB = 0.1
 OFFLINE_TRIALS = 80
 #: Misses this small count nothing in the offline score (far inside any tolerance).
 DEAD_ZONE_LU = 0.05
+#: What proposing a setting already measured costs in the offline score (in LU).
+REPEAT_PENALTY = 0.3
 #: Kernel width of the residual correction, in units of each dimension's range.
 KERNEL_WIDTH = 0.25
 
@@ -213,11 +218,22 @@ class ReferenceCache:
         try:
             with np.load(self.root / f"{sha}.npz") as z:
                 return DryFeatures(int(z["sample_rate"]), int(z["block"]), z["peak"], z["energy"])
-        except (OSError, ValueError, KeyError):
-            return None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None  # missing, truncated or foreign: a miss, so the reference is exported again
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Index updates are read-modify-write: one process and one thread at a time."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._lock, open(self.root / ".index.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def forget(self, fingerprint: str) -> None:
-        with self._lock:
+        with self._locked():
             index = self._index()
             if index.pop(fingerprint, None) is not None:
                 self._write_index(index)
@@ -232,7 +248,7 @@ class ReferenceCache:
         tmp = self.root / f".{sha}.{os.getpid()}.tmp.npz"
         np.savez_compressed(tmp, sample_rate=f.sample_rate, block=f.block, peak=f.peak, energy=f.energy)
         tmp.replace(self.root / f"{sha}.npz")
-        with self._lock:
+        with self._locked():
             index = self._index()
             index[fingerprint] = sha
             self._write_index(index)
@@ -374,6 +390,8 @@ class ModelSearch:
         # ones win: there, a plant that differs from the model differs least from its prediction.
         miss = max(0.0, abs(lufs - self.target_lufs) - DEAD_ZONE_LU)
         score = miss + 4.0 * over + 0.01 * p.effort_db + 0.05 * near
+        if near < 1e-3:  # measured already: another export there teaches nothing (--refine goes on searching)
+            score += REPEAT_PENALTY
         return score, p, lufs, peak
 
     def propose(self, obs: Sequence[Observation]) -> Proposal:
@@ -465,7 +483,10 @@ class ModelSampler(optuna.samplers.BaseSampler):
         if not search_space:
             return {}
         prop = self.search.propose(observations(study, self.search.space))
-        self.proposals[trial.number] = prop
+        if not trial.system_attrs.get("fixed_params"):
+            # A queued run (--with-runs, a retried trial) sets its own values: only the parameters it leaves
+            # open come from the model, and it is neither predicted nor judged as the model's setting.
+            self.proposals[trial.number] = prop
         return {k: v for k, v in prop.params.items() if k in search_space}
 
     def sample_independent(
@@ -480,5 +501,3 @@ class ModelSampler(optuna.samplers.BaseSampler):
 
 def describe_params(flat: Mapping[str, float]) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in flat.items())
-
-

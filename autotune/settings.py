@@ -71,7 +71,7 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as e:
         err = e.errors()[0]
         field = ".".join(str(x) for x in err["loc"]) or "settings"
+        flag = f" or --{field.replace('_', '-')}" if field in overrides else ""
         raise ConfigError(
-            f"setting {field} (AUTOTUNE_{field.upper()} or --{field.replace('_', '-')}) = "
-            f"{err.get('input')!r}: {err['msg']}"
+            f"setting {field} (AUTOTUNE_{field.upper()}{flag}) = {err.get('input')!r}: {err['msg']}"
         ) from None

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import random
 import re
 import sys
 import warnings
@@ -34,7 +35,14 @@ from autotune.live.client import OscClient
 from autotune.live.devices import LiveSet, MasterChain
 from autotune.live.errors import LiveError, LiveReadError, LiveTimeout
 from autotune.live.tracks import resolve_track
-from autotune.runner import REFERENCE_ID, Rig, TrialFailed, export_reference, run_trial
+from autotune.runner import (
+    PEAK_EPSILON_DB,
+    REFERENCE_ID,
+    Rig,
+    TrialFailed,
+    export_reference,
+    run_trial,
+)
 from autotune.samplers import (
     SamplerName,
     StepwiseSampler,
@@ -186,10 +194,20 @@ def _requeue_interrupted(study: optuna.Study, since: int, log: Log) -> None:
             log(f"  (trial #{t.number} was interrupted: its settings are queued for the next run)")
 
 
-def _passed(study: optuna.Study) -> FrozenTrial | None:
-    return next(
-        (t for t in study.get_trials(states=(TrialState.COMPLETE,)) if t.user_attrs.get("passed")), None
-    )
+def _passed(study: optuna.Study, config: SweepConfig) -> FrozenTrial | None:
+    """The first trial that meets the config's targets as they are now (a study resumed after the target
+    or the limit changed is judged against the new ones, not the flags stored with its trials)."""
+
+    def meets(t: FrozenTrial) -> bool:
+        lufs, peak = t.user_attrs.get("lufs_i"), t.user_attrs.get("peak_dbfs")
+        if not isinstance(lufs, (int, float)) or not isinstance(peak, (int, float)):
+            return False
+        return (
+            abs(lufs - config.target_lufs) <= config.lufs_tolerance
+            and peak <= config.peak_limit_dbfs + PEAK_EPSILON_DB
+        )
+
+    return next((t for t in study.get_trials(states=(TrialState.COMPLETE,)) if meets(t)), None)
 
 
 @dataclass
@@ -205,6 +223,7 @@ class _Plan:
     model: modelsearch.ModelSampler | None = None
     out_of_reach: dict[str, Any] | None = None
     reference_exports: int = 0
+    refine: bool = False
 
 
 def _objective(
@@ -411,7 +430,7 @@ def _run(
             f"  (trial #{t.number} is running in another worker, or was killed less than {settings.grace_s} s "
             "ago: a dead one is retried once its heartbeat is that old)"
         )
-    already = _passed(study)
+    already = _passed(study, config)
     if already is not None and not refine:
         chain.restore_all()  # checking the config moved parameters: leave Live as it was
         log(
@@ -442,11 +461,15 @@ def _run(
         _enqueue_runs(study, config.runs, log)
     if plan.sampler_label == "model":
         verdict = study.user_attrs.get("out_of_reach")
-        if isinstance(verdict, dict) and not refine:
+        judged_for = _judged_for(
+            config.target_lufs, config.peak_limit_dbfs, config.lufs_tolerance, plan.space
+        )
+        if isinstance(verdict, dict) and verdict.get("judged_for") == judged_for and not refine:
             chain.restore_all()
             log(f"Study {study_name!r} found the target out of reach: {verdict.get('message')}")
-            log("Nothing to do: use --restart (or another --study) after changing the target, --refine to search anyway.")
+            log("Nothing to do: change the target or the search ranges, or use --refine to search anyway.")
             return StudyResult(study_name, url, study.get_trials(), None, out_of_reach=verdict)
+        plan.refine = refine
         plan.model = _model_sampler(study, rig, plan, settings, model_seed, fresh_reference, log)
         study.sampler = plan.model
     store = FileSystemArtifactStore(str(_artifacts(settings)))
@@ -481,7 +504,7 @@ def _run(
         study_name,
         url,
         study.get_trials(),
-        _passed(study),
+        _passed(study, config),
         out_of_reach=plan.out_of_reach,
         reference_exports=plan.reference_exports,
     )
@@ -510,7 +533,7 @@ def _model_sampler(
         config.target_lufs,
         config.peak_limit_dbfs,
         config.lufs_tolerance,
-        seed=seed or 0,
+        seed=random.SystemRandom().randrange(2**31) if seed is None else seed,  # workers differ unless seeded
     )
     first = search.propose(modelsearch.observations(study, plan.space))
     if not first.reachable:
@@ -552,9 +575,13 @@ def _refresh_reference(
         if plan.model is None or not plan.model.stale:
             return
         plan.model.stale = False
+        if plan.out_of_reach is not None:
+            return  # the study has stopped: a fresh reference would be an export nobody uses
         if trial.user_attrs.get("passed"):
             modelsearch.ReferenceCache(settings.cache_dir / "references").forget(_set_fingerprint(rig))
-            log("  (stale dry reference dropped from the cache: the next study of this set exports a fresh one)")
+            log(
+                "  (stale dry reference dropped from the cache: the next study of this set exports a fresh one)"
+            )
             return
         log("  Exporting a fresh dry reference...")
         feats, _ = _reference(study, rig, plan, settings, True, log)
@@ -586,8 +613,11 @@ def _reference(
     sha = study.user_attrs.get("reference_sha256")
     fp = _set_fingerprint(rig)
     if not fresh:
-        feats = cache.load(sha) if isinstance(sha, str) else None
-        hit = (sha, feats) if isinstance(sha, str) and feats is not None else cache.lookup(fp)
+        own = cache.load(sha) if isinstance(sha, str) else None
+        if own is not None:  # this study's own reference (a resume): nothing to doubt
+            log(f"Dry reference: this study's ({str(sha)[:12]}…), from the cache")
+            return own, False
+        hit = cache.lookup(fp)
         if hit is not None:
             log(f"Dry reference: cached ({hit[0][:12]}…), no export needed")
             study.set_user_attr("reference_sha256", hit[0])
@@ -612,6 +642,16 @@ def _reference(
     return feats, False
 
 
+def _judged_for(target: float, limit: float, tolerance: float, space: Mapping[str, Dim]) -> dict[str, Any]:
+    """What a verdict holds for: another target, limit, tolerance or search space is judged afresh."""
+    return {
+        "target_lufs": target,
+        "peak_limit_dbfs": limit,
+        "lufs_tolerance": tolerance,
+        "space": {k: d.describe() for k, d in space.items()},
+    }
+
+
 def _judge_reach(
     plan: _Plan,
     study: optuna.Study,
@@ -623,6 +663,8 @@ def _judge_reach(
     """After a miss: if the model, corrected by this export too, still finds no setting within reach and
     this export was at the closest reachable setting, the target is out of reach: say so and stop."""
     assert plan.model is not None
+    if plan.refine:
+        return  # asked to search on whatever the model thinks
     search = plan.model.search
     res = receipt["results"]
     obs = modelsearch.observations(study, plan.space)
@@ -635,12 +677,14 @@ def _judge_reach(
     limit, target = search.peak_limit_dbfs, search.target_lufs
     side = "louder" if target > res["lufs_i"] else "quieter"
     message = (
-        f"the chain cannot get {side} than about {res['lufs_i']:.2f} LUFS with the peak at or under "
-        f"{limit:.2f} dBFS (target {target:.2f} ±{search.tolerance:g}); measured {res['lufs_i']:.2f} LUFS, "
-        f"peak {res['peak_dbfs']:.2f} dBFS with {modelsearch.describe_params(here)}"
+        f"within the search ranges the chain cannot get {side} than about {res['lufs_i']:.2f} LUFS with the "
+        f"peak at or under {limit:.2f} dBFS (target {target:.2f} ±{search.tolerance:g}); measured "
+        f"{res['lufs_i']:.2f} LUFS, peak {res['peak_dbfs']:.2f} dBFS with {modelsearch.describe_params(here)}"
     )
     verdict = {
         "reachable": False,
+        "direction": side,
+        "judged_for": _judged_for(target, limit, search.tolerance, plan.space),
         "message": message,
         "closest_lufs": res["lufs_i"],
         "closest_peak_dbfs": res["peak_dbfs"],

@@ -463,3 +463,81 @@ def test_model_strategy_hits_targets_on_plants_within_four_exports(
     assert len(rows) <= 4
     last = rows[-1]["results"]
     assert last["pass_lufs"] and last["pass_peak"] and abs(last["lufs_i"] - target) <= 0.5
+
+
+# -- 9. what a review found ----------------------------------------------------------------------------
+
+
+def _store_many(root: str, tag: str) -> None:
+    from autotune.modelsearch import ReferenceCache
+
+    f = DryFeatures(48_000, 32, np.ones(4), np.ones(4))
+    cache = ReferenceCache(Path(root))
+    for i in range(25):
+        cache.store(f"{tag}-{i}", f"{tag}{i:04d}", f)
+
+
+def test_reference_cache_survives_corruption_and_concurrent_writers(tmp_path: Path) -> None:
+    """A truncated entry is a miss (the reference is exported again), never a crash; two processes storing
+    at once keep every index entry."""
+    import multiprocessing
+
+    from autotune.modelsearch import ReferenceCache
+
+    cache = ReferenceCache(tmp_path)
+    f = DryFeatures(48_000, 32, np.linspace(0, 1, 8), np.linspace(1, 2, 8))
+    cache.store("set", "abc", f)
+    hit = cache.lookup("set")
+    assert hit is not None and np.array_equal(hit[1].energy, f.energy)
+    data = (tmp_path / "abc.npz").read_bytes()
+    (tmp_path / "abc.npz").write_bytes(data[:100])
+    assert cache.lookup("set") is None and cache.load("abc") is None
+    (tmp_path / "index.json").write_text("{not json")
+    assert cache.lookup("set") is None
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_store_many, args=(str(tmp_path / "race"), t)) for t in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    index = json.loads((tmp_path / "race" / "index.json").read_text())
+    assert len(index) == 50
+
+
+def test_queued_runs_are_not_judged_as_the_models_settings(
+    model_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--with-runs exports the config's own runs first: they are not the model's proposals, so they carry no
+    prediction and cannot stand as proof that a target is out of reach."""
+    config = write_config(model_project, "master_sweep.json", "loud.json", target_lufs=-6.0)
+    code = main(["optimize", config, "--sampler", "model", "--trials", "8", "--with-runs"])
+    out = capsys.readouterr().out
+    assert code == EXIT_OUT_OF_REACH
+    study = optuna.load_study(study_name="loud-optimize", storage=STORAGE)
+    runs = [t for t in study.trials if "run_id" in t.user_attrs]
+    assert [t.user_attrs["run_id"] for t in runs] == ["iter7", "iter8", "iter9"]
+    assert all("predicted_lufs" not in t.user_attrs for t in runs)
+    verdict = study.user_attrs["out_of_reach"]
+    assert verdict["trial"] not in {t.number for t in runs}
+    assert "cannot get louder" in out
+
+
+def test_a_verdict_holds_only_for_the_target_it_was_judged_for(
+    model_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Too quiet is out of reach the other way round; a new target in the same study is searched afresh,
+    and a pass recorded for an old target does not count for a new one."""
+    quiet = write_config(model_project, "streaming.json", "q.json", target_lufs=-30.0)
+    assert main(["optimize", quiet, "--sampler", "model", "--trials", "6"]) == EXIT_OUT_OF_REACH
+    out = capsys.readouterr().out
+    assert "cannot get quieter" in out and "Raise the target" in out
+    write_config(model_project, "streaming.json", "q.json", target_lufs=-20.0)
+    assert main(["optimize", quiet, "--sampler", "model", "--trials", "6"]) == 0
+    assert "TARGET HIT" in capsys.readouterr().out
+    n = len(receipts(model_project))
+    write_config(model_project, "streaming.json", "q.json", target_lufs=-30.0)
+    assert main(["optimize", quiet, "--sampler", "model", "--trials", "6"]) == EXIT_OUT_OF_REACH
+    out = capsys.readouterr().out
+    assert "already passed" not in out and "OUT OF REACH" in out
+    assert len(receipts(model_project)) == n  # the stored verdict for -30 still holds: no export
