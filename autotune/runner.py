@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -162,9 +163,12 @@ def _complete(receipt: dict[str, Any], m: Measurement, v: Verdict, started: floa
 REFERENCE_ID = "dry-reference"
 
 
-def export_reference(rig: Rig, export_file: str, *, study: str) -> tuple[dict[str, Any], Measurement]:
+def export_reference(
+    rig: Rig, export_file: str, *, study: str, marker: Path | None = None
+) -> tuple[dict[str, Any], Measurement]:
     """Export with every configured device switched off: the chain's input, which model-based search
-    predicts from. The devices are switched on again whatever happens."""
+    predicts from. The devices are switched on again whatever happens; should the process be killed
+    meanwhile, `marker` (written first, removed once they are on) lets the next run switch them on."""
     log, chain = rig.log, rig.chain
     started = time.monotonic()
     if not chain.fader_by_hand:
@@ -181,6 +185,9 @@ def export_reference(rig: Rig, export_file: str, *, study: str) -> tuple[dict[st
         "trial": None,
         "kind": "reference",
     }
+    if marker is not None:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"track": chain.track.label, "devices": dict(rig.config.device_names)}))
     try:
         for alias in rig.config.device_names:
             chain.switch(alias, False)
@@ -188,6 +195,8 @@ def export_reference(rig: Rig, export_file: str, *, study: str) -> tuple[dict[st
     finally:
         for alias in rig.config.device_names:
             chain.switch(alias, True)
+        if marker is not None:
+            marker.unlink(missing_ok=True)
     log(f"  DRY: {m.lufs_i:.2f} LUFS, peak {m.peak_dbfs:.2f} dBFS (devices switched on again)")
     _complete(receipt, m, verdict(m, rig.config), started)
     return receipt, m

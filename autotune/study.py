@@ -132,6 +132,7 @@ def prepare_chain(osc: OscClient, config: SweepConfig, settings: Settings, log: 
     track = resolve_track(osc, config.chain_track())
     chain = MasterChain(LiveSet(osc), track, config.device_names, log)
     chain.resolve()
+    _switch_on_after_interrupted_reference(chain, config, settings, log)
     preflight(chain, config, settings)
     keys = {(a, k) for a, ks in config.physical_keys().items() for k in ks}
     keys |= {(a, k) for a, ks in config.search_keys().items() for k in ks}
@@ -141,6 +142,30 @@ def prepare_chain(osc: OscClient, config: SweepConfig, settings: Settings, log: 
             for key, value in values.items():
                 chain.check(alias, key, value, f"runs[{i}]")
     return chain
+
+
+def devices_off_marker(settings: Settings) -> Path:
+    return settings.cache_dir / "references" / "devices-off.json"
+
+
+def _switch_on_after_interrupted_reference(
+    chain: MasterChain, config: SweepConfig, settings: Settings, log: Log
+) -> None:
+    """A dry reference export killed before it could switch the devices on again left this marker: switch
+    them on now (the preflight would only ask the producer to do it by hand)."""
+    marker = devices_off_marker(settings)
+    try:
+        left = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(left, dict) or left.get("track") != chain.track.label:
+        return
+    if left.get("devices") != dict(config.device_names):
+        return
+    for alias in config.device_names:
+        chain.switch(alias, True)
+    marker.unlink(missing_ok=True)
+    log("  (an interrupted dry reference export had left the devices off: switched on again)")
 
 
 def confirm_by_hand(message: str) -> None:
@@ -624,7 +649,9 @@ def _reference(
             return hit[1], True
     export_file = str(Path(_export_name(settings, study.study_name, 0)).with_name(f"{REFERENCE_ID}.wav"))
     try:
-        receipt, m = export_reference(rig, export_file, study=study.study_name)
+        receipt, m = export_reference(
+            rig, export_file, study=study.study_name, marker=devices_off_marker(settings)
+        )
     except TrialFailed as e:
         receipts.append(settings.receipts_path(), e.receipt)
         raise LiveReadError(f"the dry reference export failed: {e}") from None

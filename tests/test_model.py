@@ -541,3 +541,58 @@ def test_a_verdict_holds_only_for_the_target_it_was_judged_for(
     out = capsys.readouterr().out
     assert "already passed" not in out and "OUT OF REACH" in out
     assert len(receipts(model_project)) == n  # the stored verdict for -30 still holds: no export
+
+
+def test_devices_left_off_by_a_killed_reference_export_are_switched_on_by_the_next_run(
+    model_project: Path, capsys: pytest.CaptureFixture[str], demo_cache: Path
+) -> None:
+    """SIGKILL while the dry reference renders leaves Live's devices off (no `finally` runs). The next run
+    finds the marker the export left, switches them on and goes on, instead of stopping at the preflight."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from autotune.sim import SimOptions, VirtualLive
+    from tests.conftest import free_udp_port
+
+    reply_port = free_udp_port()
+    options = SimOptions(cache_dir=demo_cache, export_chunk_delay_s=0.5)  # a slow export: time to kill it
+    with VirtualLive(
+        "127.0.0.1", 0, reply_port=reply_port, export_root=model_project / "output", options=options
+    ) as sim:
+        flags = [
+            "--backend",
+            "live",
+            "--port",
+            str(sim.port),
+            "--reply-port",
+            str(reply_port),
+            "--export",
+            "sim",
+        ]
+        argv = ["optimize", "configs/streaming.json", "--sampler", "model", "--trials", "3", *flags]
+        env = {**os.environ, "AUTOTUNE_CACHE_DIR": str(model_project / ".cache")}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "autotune", *argv],
+            cwd=model_project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "AUTO-EXPORTING: dry-reference.wav" in line:
+                proc.send_signal(signal.SIGKILL)
+                break
+        proc.communicate(timeout=30)
+        devices = {d.name: d for d in sim.song.chain_track().devices}
+        assert not devices["Glue Compressor"].on and not devices["Limiter"].on
+        assert (model_project / ".cache" / "references" / "devices-off.json").exists()
+
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert "left the devices off: switched on again" in out and "TARGET HIT" in out
+        assert devices["Glue Compressor"].on and devices["Limiter"].on
+        assert not (model_project / ".cache" / "references" / "devices-off.json").exists()
