@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 import optuna
+import soundfile as sf
 from numpy.typing import NDArray
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
@@ -179,6 +180,11 @@ def features(audio: NDArray[np.floating], sample_rate: int) -> DryFeatures:
         y = sosfilt(sos, x[:, c])
         energy += weights[c] * block_sums(y * y, block)
     return DryFeatures(sample_rate, block, block_peaks(x, block), energy)
+
+
+def features_of_file(path: Path) -> DryFeatures:
+    audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    return features(audio, int(sr))
 
 
 def gated_lufs(block_energy: NDArray[np.float64], f: DryFeatures) -> float:

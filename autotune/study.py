@@ -657,10 +657,7 @@ def _reference(
         raise LiveReadError(f"the dry reference export failed: {e}") from None
     plan.reference_exports += 1
     receipts.append(settings.receipts_path(), receipt)
-    import soundfile as sf
-
-    audio, sr = sf.read(str(rig.project_root / export_file), dtype="float32", always_2d=True)
-    feats = modelsearch.features(audio, int(sr))
+    feats = modelsearch.features_of_file(rig.project_root / export_file)
     cache.store(fp, m.sha256, feats)
     study.set_user_attr("reference_sha256", m.sha256)
     study.set_user_attr("reference_lufs", round(m.lufs_i, 4))
