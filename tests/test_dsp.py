@@ -35,14 +35,14 @@ from autotune.dsp import (
 )
 from autotune.dsp.chain import (
     Stage,
-    _forward_min,
-    _trailing_mean,
     db_to_lin,
+    forward_min,
     glue_compressor,
     limiter,
     live_fader_db,
     render_stages,
     saturate,
+    trailing_mean,
 )
 
 SR = 48_000
@@ -669,8 +669,8 @@ def brute_trailing_mean(a: Audio, size: int) -> Audio:
 @pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 16, 144, 300])
 def test_forward_min_and_trailing_mean_match_brute_force(n: int, size: int) -> None:
     a = np.random.default_rng(n * 1000 + size).uniform(0.0, 1.0, n)
-    np.testing.assert_array_equal(_forward_min(a, size), brute_forward_min(a, size))
-    np.testing.assert_allclose(_trailing_mean(a, size), brute_trailing_mean(a, size), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(forward_min(a, size), brute_forward_min(a, size))
+    np.testing.assert_allclose(trailing_mean(a, size), brute_trailing_mean(a, size), rtol=1e-12, atol=1e-12)
 
 
 @settings(max_examples=60, deadline=None)
@@ -679,5 +679,5 @@ def test_forward_min_and_trailing_mean_match_brute_force(n: int, size: int) -> N
     size=st.integers(0, 100),
 )
 def test_helpers_match_brute_force_on_any_input(a: Audio, size: int) -> None:
-    np.testing.assert_array_equal(_forward_min(a, size), brute_forward_min(a, size))
-    np.testing.assert_allclose(_trailing_mean(a, size), brute_trailing_mean(a, size), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(forward_min(a, size), brute_forward_min(a, size))
+    np.testing.assert_allclose(trailing_mean(a, size), brute_trailing_mean(a, size), rtol=1e-12, atol=1e-12)

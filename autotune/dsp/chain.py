@@ -163,9 +163,36 @@ def _detector_level(x: Audio, sr: int, physics: Physics) -> Audio:
         return level
     # Mean square of both channels together (stereo-linked), times 2 so a sine reads its peak: the same
     # threshold means the same thing on a steady tone, while drum transients read lower than on a peak meter.
-    ms = 2.0 * _trailing_mean(np.mean(np.square(x), axis=1), max(1, round(physics.glue_rms_ms * sr / 1000.0)))
+    ms = 2.0 * trailing_mean(np.mean(np.square(x), axis=1), max(1, round(physics.glue_rms_ms * sr / 1000.0)))
     rms: Audio = np.sqrt(np.maximum(ms, 0.0))
     return rms
+
+
+def glue_gain_reduction(level_db: Audio, dt: float, p: GlueParams, physics: Physics = Physics()) -> Audio:
+    """Gain reduction (dB) per control block of `dt` seconds for detector levels `level_db`: the soft-knee
+    gain computer, Range, then attack/release ballistics. The chain model runs this same computer on its
+    own blocks."""
+    over = level_db - p.threshold_db
+    slope = 1.0 - 1.0 / p.ratio
+    knee = max(physics.glue_knee_db, 1e-9)
+    half = knee / 2.0
+    target = np.where(
+        over <= -half,
+        0.0,
+        np.where(over >= half, over * slope, slope * (over + half) ** 2 / (2 * knee)),
+    )
+    target = np.minimum(target, p.range_db)
+
+    scale = physics.time_scale
+    a_att = float(np.exp(-dt / max(p.attack_ms / 1000.0 * scale, 1e-6)))
+    release = GLUE_AUTO_RELEASE_S if p.release_s is None else p.release_s
+    a_rel = float(np.exp(-dt / max(release * scale, 1e-6)))
+    smoothed = np.empty(len(target))
+    g = 0.0
+    for i, t in enumerate(target.tolist()):
+        g = a_att * g + (1.0 - a_att) * t if t > g else a_rel * g + (1.0 - a_rel) * t
+        smoothed[i] = g
+    return smoothed
 
 
 def glue_compressor(x: Audio, sr: int, p: GlueParams, physics: Physics = Physics()) -> Audio:
@@ -182,27 +209,7 @@ def glue_compressor(x: Audio, sr: int, p: GlueParams, physics: Physics = Physics
     padded = np.zeros(nb * GLUE_BLOCK)
     padded[:n] = peak
     level = 20.0 * np.log10(np.maximum(padded.reshape(nb, GLUE_BLOCK).max(axis=1), 1e-10))
-    over = level - p.threshold_db
-    slope = 1.0 - 1.0 / p.ratio
-    knee = max(physics.glue_knee_db, 1e-9)
-    half = knee / 2.0
-    target = np.where(
-        over <= -half,
-        0.0,
-        np.where(over >= half, over * slope, slope * (over + half) ** 2 / (2 * knee)),
-    )
-    target = np.minimum(target, p.range_db)
-
-    dt = GLUE_BLOCK / sr
-    scale = physics.time_scale
-    a_att = float(np.exp(-dt / max(p.attack_ms / 1000.0 * scale, 1e-6)))
-    release = GLUE_AUTO_RELEASE_S if p.release_s is None else p.release_s
-    a_rel = float(np.exp(-dt / max(release * scale, 1e-6)))
-    smoothed = np.empty(nb)
-    g = 0.0
-    for i, t in enumerate(target.tolist()):
-        g = a_att * g + (1.0 - a_att) * t if t > g else a_rel * g + (1.0 - a_rel) * t
-        smoothed[i] = g
+    smoothed = glue_gain_reduction(level, GLUE_BLOCK / sr, p, physics)
 
     centres = (np.arange(nb) + 0.5) * GLUE_BLOCK
     gr_db = np.interp(np.arange(n), centres, smoothed)
@@ -214,14 +221,14 @@ def glue_compressor(x: Audio, sr: int, p: GlueParams, physics: Physics = Physics
     return p.dry_wet * wet + (1.0 - p.dry_wet) * x
 
 
-def _forward_min(a: Audio, size: int) -> Audio:
+def forward_min(a: Audio, size: int) -> Audio:
     """out[n] = min(a[n : n + size]) (the end is padded with the last value)."""
     if size <= 1:
         return a
     return np.asarray(minimum_filter1d(a, size=size, mode="nearest", origin=-(size // 2)), dtype=np.float64)
 
 
-def _trailing_mean(a: Audio, size: int) -> Audio:
+def trailing_mean(a: Audio, size: int) -> Audio:
     """out[n] = mean(a[n - size + 1 : n + 1]) (the start is padded with the first value)."""
     if size <= 1:
         return a
@@ -231,7 +238,7 @@ def _trailing_mean(a: Audio, size: int) -> Audio:
     return out
 
 
-def _release(gr_req: Audio, tau_samples: float) -> Audio:
+def release_envelope(gr_req: Audio, tau_samples: float) -> Audio:
     """Gain reduction (dB) that jumps up at once and recovers exponentially: max_k gr_req[k] e^-(n-k)/tau.
 
     Vectorised as exp(n c + cummax(ln gr_req[k] - k c)) with c = -1 / tau. It never falls below gr_req
@@ -266,15 +273,15 @@ def limiter(x: Audio, sr: int, p: LimiterParams, physics: Physics = Physics()) -
     look = max(1, round(p.lookahead_ms * sr / 1000.0))
     # Every sample of the trailing mean comes from forward minima whose windows contain that sample,
     # so the smoothed gain never exceeds what the sample itself requires: a true brick wall.
-    gain = _trailing_mean(_forward_min(required, look), look)
+    gain = trailing_mean(forward_min(required, look), look)
     # Gain reduction (dB) recovers exponentially with the release time constant. Vectorised as
     # gr[n] = max_k gr_req[k] exp(-(n - k) / tau) = exp(n c + cummax(ln gr_req[k] - k c)), c = -1 / tau.
     gr_req = -20.0 * np.log10(np.maximum(gain, 1e-12))
     tau = p.release_ms / 1000.0 * sr * physics.time_scale
-    gr = _release(gr_req, tau)
+    gr = release_envelope(gr_req, tau)
     if physics.limiter_release == "program":
-        sustained = _trailing_mean(gr_req, max(1, round(PROGRAM_WINDOW_MS * sr / 1000.0)))
-        gr = np.maximum(gr, _release(sustained, PROGRAM_SLOW_FACTOR * tau))
+        sustained = trailing_mean(gr_req, max(1, round(PROGRAM_WINDOW_MS * sr / 1000.0)))
+        gr = np.maximum(gr, release_envelope(sustained, PROGRAM_SLOW_FACTOR * tau))
     out = y * np.power(10.0, -gr / 20.0)[:, None]
     # Floating-point rounding may leave an ulp above the ceiling; Live's limiter guarantees the ceiling.
     clipped: Audio = np.clip(out, -ceiling, ceiling)

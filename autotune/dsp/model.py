@@ -12,13 +12,20 @@ is left to the optimiser's correction by real exports.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from autotune.dsp.chain import GLUE_AUTO_RELEASE_S, GLUE_KNEE_DB, ChainParams, GlueParams, LimiterParams
+from autotune.dsp.chain import (
+    ChainParams,
+    GlueParams,
+    LimiterParams,
+    forward_min,
+    glue_gain_reduction,
+    release_envelope,
+    trailing_mean,
+)
 
 Vec = NDArray[np.float64]
 
@@ -70,29 +77,10 @@ class Predicted:
 
 
 def _glue_gain_db(f: DryFeatures, p: GlueParams) -> Vec:
-    """Gain (dB) the Glue Compressor applies per block, including makeup: the chain's gain computer and
+    """Gain (dB) the Glue Compressor applies per block, including makeup: the chain's own gain computer and
     ballistics, run at the model's block rate."""
     level = 20.0 * np.log10(np.maximum(f.peak, 1e-10))
-    over = level - p.threshold_db
-    slope = 1.0 - 1.0 / p.ratio
-    half = GLUE_KNEE_DB / 2.0
-    target = np.where(
-        over <= -half,
-        0.0,
-        np.where(over >= half, over * slope, slope * (over + half) ** 2 / (2 * GLUE_KNEE_DB)),
-    )
-    target = np.minimum(target, p.range_db)
-    dt = f.block / f.sample_rate
-    a_att = math.exp(-dt / max(p.attack_ms / 1000.0, 1e-6))
-    release = GLUE_AUTO_RELEASE_S if p.release_s is None else p.release_s
-    a_rel = math.exp(-dt / max(release, 1e-6))
-    out = np.empty(len(target))
-    g = 0.0
-    b_att, b_rel = 1.0 - a_att, 1.0 - a_rel
-    for i, t in enumerate(target.tolist()):
-        g = a_att * g + b_att * t if t > g else a_rel * g + b_rel * t
-        out[i] = g
-    return np.asarray(p.makeup_db - out)
+    return np.asarray(p.makeup_db - glue_gain_reduction(level, f.block / f.sample_rate, p))
 
 
 def _soft_clip(x: Vec, limit: float) -> Vec:
@@ -107,20 +95,14 @@ def _limiter_gain(q: Vec, f: DryFeatures, p: LimiterParams) -> Vec:
     # Look-ahead, as the chain does it: the gain starts falling one look-ahead before a peak (forward
     # minimum), and ramps (trailing mean) so that it reaches what the peak requires on time.
     n = max(1, round(p.lookahead_ms / 1000.0 * f.sample_rate / f.block))
+    # A block takes the lowest gain the chain reaches inside it: the forward minimum (the gain already
+    # falling for a peak one look-ahead away) or the ramp towards it, whichever is lower. Either never
+    # exceeds what the block's own peak requires, so the ceiling holds at block resolution too.
     if len(required):
-        # A block takes the lowest gain the chain reaches inside it: the forward minimum (the gain already
-        # falling for a peak one look-ahead away) or the ramp towards it, whichever is lower. Either never
-        # exceeds what the block's own peak requires, so the ceiling holds at block resolution too.
-        padded = np.concatenate([required, np.full(n, required[-1])])
-        ahead = np.lib.stride_tricks.sliding_window_view(padded, n + 1).min(axis=1)[: len(required)]
-        cs = np.concatenate(([0.0], np.cumsum(np.concatenate([np.full(n - 1, ahead[0]), ahead]))))
-        required = np.minimum(ahead, (cs[n:] - cs[:-n]) / n)
+        ahead = forward_min(required, n + 1)
+        required = np.minimum(ahead, trailing_mean(ahead, n))
     gr_req = -20.0 * np.log10(np.maximum(required, 1e-12))
-    c = -f.block / max(p.release_ms / 1000.0 * f.sample_rate, 1.0)
-    ramp = np.arange(len(gr_req)) * c
-    with np.errstate(divide="ignore"):
-        log_gr = np.log(np.maximum(gr_req, 0.0))
-    gr = np.exp(ramp + np.maximum.accumulate(log_gr - ramp))
+    gr = release_envelope(gr_req, p.release_ms / 1000.0 * f.sample_rate / f.block)
     return np.asarray(np.power(10.0, -gr / 20.0))
 
 
