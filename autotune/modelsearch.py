@@ -28,7 +28,7 @@ import numpy as np
 import optuna
 import soundfile as sf
 from numpy.typing import NDArray
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 from scipy.signal import sosfilt, tf2sos
 
@@ -37,6 +37,7 @@ from autotune.dsp.chain import ChainParams
 from autotune.dsp.model import ChainModel, DryFeatures, block_peaks, block_sums, model_block
 from autotune.errors import ConfigError
 from autotune.live.values import split_key
+from autotune.samplers import SpaceSampler
 from objectives import Choice, Dim
 
 Role = Literal["glue", "limiter"]
@@ -305,12 +306,6 @@ class Proposal:
         return f"predicts {self.lufs:.2f} LUFS, peak {self.peak_db:.2f} dBFS{corr}"
 
 
-def _distribution(dim: Dim) -> BaseDistribution:
-    if isinstance(dim, Choice):
-        return CategoricalDistribution(list(dim.values))
-    return FloatDistribution(dim.low, dim.high)
-
-
 @dataclass
 class ModelSearch:
     """The chain model of one study: space, targets, the device roles and the chain state outside the space."""
@@ -329,7 +324,6 @@ class ModelSearch:
 
     def __post_init__(self) -> None:
         self._model = ChainModel(self.features)
-        self.distributions = {name: _distribution(dim) for name, dim in self.space.items()}
 
     # prediction
     def predict(self, flat: Mapping[str, float]) -> Prediction:
@@ -465,23 +459,18 @@ def observations(study: optuna.Study, space: Mapping[str, Dim]) -> list[Observat
     return out
 
 
-class ModelSampler(optuna.samplers.BaseSampler):
+class ModelSampler(SpaceSampler):
     """Optuna sampler over the corrected chain model: trials stay ordinary trials of the study (storage,
     resume, several workers, the dashboard), only where they are placed comes from the model."""
 
     def __init__(self, search: ModelSearch, *, from_cache: bool = False) -> None:
+        super().__init__(search.space, seed=search.seed)
         self.search = search
         #: The dry reference came from the cache: the first export checks that it still fits the song.
         self.from_cache = from_cache
         #: That check failed: a fresh reference is due before the next trial.
         self.stale = False
         self.proposals: dict[int, Proposal] = {}
-        self._fallback = optuna.samplers.RandomSampler(seed=search.seed)
-
-    def infer_relative_search_space(
-        self, study: optuna.Study, trial: FrozenTrial
-    ) -> dict[str, BaseDistribution]:
-        return dict(self.search.distributions)
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -494,15 +483,6 @@ class ModelSampler(optuna.samplers.BaseSampler):
             # open come from the model, and it is neither predicted nor judged as the model's setting.
             self.proposals[trial.number] = prop
         return {k: v for k, v in prop.params.items() if k in search_space}
-
-    def sample_independent(
-        self,
-        study: optuna.Study,
-        trial: FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any:
-        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
 
 
 def describe_params(flat: Mapping[str, float]) -> str:

@@ -70,7 +70,35 @@ def make_sampler(name: str, seed: int | None = None) -> tuple[optuna.samplers.Ba
     raise ConfigError(f"unknown sampler {name!r} ({', '.join(SAMPLERS)})")
 
 
-class StepwiseSampler(optuna.samplers.BaseSampler):
+class SpaceSampler(optuna.samplers.BaseSampler):
+    """A sampler that places every parameter of a known search space at once (Optuna's relative sampling)
+    from what the study has measured; a parameter outside the space falls back to random sampling."""
+
+    def __init__(self, space: Mapping[str, Dim], seed: int | None = 0) -> None:
+        self.space = space
+        self._fallback = optuna.samplers.RandomSampler(seed=seed)
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return {
+            name: CategoricalDistribution(list(d.values))
+            if isinstance(d, Choice)
+            else FloatDistribution(d.low, d.high)
+            for name, d in self.space.items()
+        }
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+
+class StepwiseSampler(SpaceSampler):
     """The original design's Phase 1.4 auto-adjustment, one export per step: peak over the limit ->
     limiter gain -1 dB; too quiet -> glue threshold -1, makeup +1, limiter gain +1 dB; too loud (which the
     original loop left stuck) -> the same steps reversed. Starts from `start`, steps stay inside the space."""
@@ -83,25 +111,15 @@ class StepwiseSampler(optuna.samplers.BaseSampler):
         peak_limit_dbfs: float,
         tolerance: float,
     ) -> None:
-        self.space, self.start = space, dict(start)
+        super().__init__(space)
+        self.start = dict(start)
         self.target, self.limit, self.tolerance = target_lufs, peak_limit_dbfs, tolerance
-        self._fallback = optuna.samplers.RandomSampler(seed=0)
 
     def _role(self, name: str) -> str:
         base = split_key(name.split(".", 1)[1])[0]
         return {"threshold": "threshold", "makeup": "makeup", "gain": "gain", "input_gain": "gain"}.get(
             base, ""
         )
-
-    def infer_relative_search_space(
-        self, study: optuna.Study, trial: FrozenTrial
-    ) -> dict[str, BaseDistribution]:
-        return {
-            name: CategoricalDistribution(list(d.values))
-            if isinstance(d, Choice)
-            else FloatDistribution(d.low, d.high)
-            for name, d in self.space.items()
-        }
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -129,15 +147,6 @@ class StepwiseSampler(optuna.samplers.BaseSampler):
                 v = min(dim.high, max(dim.low, v + steps.get(self._role(name), 0.0)))
             out[name] = v
         return {k: v for k, v in out.items() if k in search_space}
-
-    def sample_independent(
-        self,
-        study: optuna.Study,
-        trial: FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any:
-        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
 
 
 def stepwise_start(space: Mapping[str, Dim], runs: list[dict[str, float]]) -> dict[str, float]:
