@@ -9,12 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from autotune.config import SweepConfig
 from autotune.errors import ConfigError
 from autotune.live.client import OscClient
 from autotune.live.export import AppleScriptExporter, CommandExporter, Exporter, ManualExporter
 from autotune.settings import Settings
+
+if TYPE_CHECKING:
+    from autotune.sim import SimOptions
 
 Log = Callable[[str], None]
 
@@ -30,22 +34,14 @@ class Backend:
 def open_backend(settings: Settings, config: SweepConfig, log: Log) -> Iterator[Backend]:
     """The virtual Live in-process on free ports (`sim`), or a real Live over AbletonOSC (`live`)."""
     if settings.backend == "sim":
-        from autotune.dsp import PHYSICS, SONGS
-        from autotune.sim import SimOptions, VirtualLive
+        from autotune.sim import VirtualLive
 
         live = VirtualLive(
             "127.0.0.1",
             0,
             reply_port=0,
             export_root=settings.output_dir,
-            options=SimOptions(
-                names=settings.sim_names,
-                addressing=settings.sim_addressing,
-                chain_on=settings.sim_chain_on,
-                cache_dir=settings.cache_dir,
-                physics=PHYSICS[settings.sim_physics],
-                demo=SONGS[settings.sim_song],
-            ),
+            options=sim_options(settings),
         )
         osc = OscClient(
             "127.0.0.1",
@@ -79,6 +75,21 @@ def open_backend(settings: Settings, config: SweepConfig, log: Log) -> Iterator[
         )
     finally:
         osc.close()
+
+
+def sim_options(settings: Settings) -> SimOptions:
+    """The virtual Live's flavour, physics and song as the AUTOTUNE_SIM_* settings (or flags) say."""
+    from autotune.dsp import PHYSICS, SONGS
+    from autotune.sim import SimOptions
+
+    return SimOptions(
+        names=settings.sim_names,
+        addressing=settings.sim_addressing,
+        chain_on=settings.sim_chain_on,
+        cache_dir=settings.cache_dir,
+        physics=PHYSICS[settings.sim_physics],
+        demo=SONGS[settings.sim_song],
+    )
 
 
 def make_exporter(settings: Settings, config: SweepConfig, osc: OscClient, log: Log) -> Exporter:

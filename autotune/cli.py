@@ -248,22 +248,23 @@ def cmd_analyze(ns: argparse.Namespace) -> int:
 
 
 def cmd_sim_serve(ns: argparse.Namespace) -> int:
-    from autotune.sim import SimOptions, VirtualLive
+    from autotune.backends import sim_options
+    from autotune.sim import VirtualLive
 
-    settings = load_settings(output_dir=ns.output_dir)
+    settings = load_settings(
+        output_dir=ns.output_dir,
+        sim_names=ns.names,
+        sim_addressing=ns.addressing,
+        sim_chain_on=ns.chain_on,
+        sim_physics=ns.physics,
+        sim_song=ns.song,
+    )
     live = VirtualLive(
         ns.host,
         ns.port,
         reply_port=ns.reply_port,
         export_root=settings.output_dir,
-        options=SimOptions(
-            names=ns.names,
-            addressing=ns.addressing,
-            chain_on=ns.chain_on,
-            cache_dir=settings.cache_dir,
-            physics=PHYSICS[ns.physics],
-            demo=SONGS[ns.song],
-        ),
+        options=sim_options(settings),
     )
     log(
         f"Virtual Live ({ns.names} names, {ns.addressing} addressing, chain on {ns.chain_on}, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from autotune.dsp import PHYSICS, SONGS
@@ -40,18 +40,12 @@ class Settings(BaseSettings):
     heartbeat_s: int = Field(default=5, ge=1, le=600)
     grace_s: int = Field(default=20, ge=2, le=3600)
 
-    @field_validator("sim_physics")
+    @field_validator("sim_physics", "sim_song")
     @classmethod
-    def _physics(cls, v: str) -> str:
-        if v not in PHYSICS:
-            raise ValueError(f"unknown physics (choose from {', '.join(PHYSICS)})")
-        return v
-
-    @field_validator("sim_song")
-    @classmethod
-    def _song(cls, v: str) -> str:
-        if v not in SONGS:
-            raise ValueError(f"unknown song (choose from {', '.join(SONGS)})")
+    def _known_preset(cls, v: str, info: ValidationInfo) -> str:
+        what, known = ("physics", PHYSICS) if info.field_name == "sim_physics" else ("song", SONGS)
+        if v not in known:
+            raise ValueError(f"unknown {what} (choose from {', '.join(known)})")
         return v
 
     def storage_url(self) -> str:
