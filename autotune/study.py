@@ -173,10 +173,19 @@ def confirm_by_hand(message: str) -> None:
     input(f"  ⚠ {message}... ")
 
 
+def _measured(t: FrozenTrial) -> bool:
+    """The trial exported and measured: COMPLETE, or failed by an interrupt that landed after its receipt
+    was made (its receipt is logged by `reconcile`, so running it again would log the run twice)."""
+    r = t.user_attrs.get("receipt")
+    return t.state == TrialState.COMPLETE or (
+        t.state == TrialState.FAIL and isinstance(r, dict) and r.get("status") == "ok"
+    )
+
+
 def _enqueue_runs(study: optuna.Study, runs: list[Run], log: Log) -> None:
     """Enqueue each run not done, queued or running yet (a second worker must not queue it again)."""
     trials = study.get_trials(deepcopy=False)
-    done = {t.user_attrs.get("run_key") for t in trials if t.state == TrialState.COMPLETE}
+    done = {t.user_attrs.get("run_key") for t in trials if _measured(t)}
     taken = done | {
         t.user_attrs.get("run_key") for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)
     }
@@ -267,10 +276,10 @@ def _objective(
             twin = next(
                 (
                     t
-                    for t in study.get_trials(
-                        deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
-                    )
-                    if t.number < trial.number and t.user_attrs.get("run_key") == key
+                    for t in study.get_trials(deepcopy=False)
+                    if t.number < trial.number
+                    and t.user_attrs.get("run_key") == key
+                    and (t.state in (TrialState.WAITING, TrialState.RUNNING) or _measured(t))
                 ),
                 None,
             )

@@ -389,3 +389,27 @@ def test_nothing_is_written_outside_the_project(
     assert list(home.iterdir()) == [] and list(tmp.iterdir()) == []
     made = {p.name for p in project.iterdir()}
     assert made <= {"configs", "output", "studies", ".cache"}
+
+
+def test_an_interrupt_after_the_receipt_is_made_never_runs_the_run_again(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C landing after a trial measured its export (attaching it for the dashboard) fails the trial in
+    Optuna, but its receipt is real: the resume logs it and must not export the same run a second time."""
+    import autotune.study
+
+    real = autotune.study.upload_artifact
+    calls = {"n": 0}
+
+    def interrupt_second(**kwargs: object) -> str:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(autotune.study, "upload_artifact", interrupt_second)
+    assert main(["sweep", "configs/master_sweep.json"]) == 130
+    monkeypatch.setattr(autotune.study, "upload_artifact", real)
+    assert main(["sweep", "configs/master_sweep.json"]) == 0
+    rows = receipts(project)
+    assert sorted(r["id"] for r in rows if r["status"] == "ok") == ["iter7", "iter8", "iter9"]
