@@ -79,6 +79,8 @@ class Physics:
 #: Program-dependent limiter release: window of the sustained gain reduction and how much slower it recovers.
 PROGRAM_WINDOW_MS = 10.0
 PROGRAM_SLOW_FACTOR = 3.0
+#: Base release of the Limiter's Auto mode, which is program dependent (the two-stage release above).
+LIMITER_AUTO_RELEASE_MS = 100.0
 
 PHYSICS: dict[str, Physics] = {
     "model": Physics(),
@@ -116,6 +118,12 @@ class LimiterParams:
     release_ms: float = 300.0
     lookahead_ms: float = 3.0
     mode: Literal["standard", "soft_clip", "true_peak"] = "standard"
+    #: Live's Limiter `Auto`: the device sets its release from the signal, and `release_ms` does not act.
+    auto_release: bool = False
+
+    @property
+    def effective_release_ms(self) -> float:
+        return LIMITER_AUTO_RELEASE_MS if self.auto_release else self.release_ms
 
 
 @dataclass(frozen=True)
@@ -277,9 +285,9 @@ def limiter(x: Audio, sr: int, p: LimiterParams, physics: Physics = Physics()) -
     # Gain reduction (dB) recovers exponentially with the release time constant. Vectorised as
     # gr[n] = max_k gr_req[k] exp(-(n - k) / tau) = exp(n c + cummax(ln gr_req[k] - k c)), c = -1 / tau.
     gr_req = -20.0 * np.log10(np.maximum(gain, 1e-12))
-    tau = p.release_ms / 1000.0 * sr * physics.time_scale
+    tau = p.effective_release_ms / 1000.0 * sr * physics.time_scale
     gr = release_envelope(gr_req, tau)
-    if physics.limiter_release == "program":
+    if physics.limiter_release == "program" or p.auto_release:
         sustained = trailing_mean(gr_req, max(1, round(PROGRAM_WINDOW_MS * sr / 1000.0)))
         gr = np.maximum(gr, release_envelope(sustained, PROGRAM_SLOW_FACTOR * tau))
     out = y * np.power(10.0, -gr / 20.0)[:, None]

@@ -102,7 +102,7 @@ def _limiter_gain(q: Vec, f: DryFeatures, p: LimiterParams) -> Vec:
         ahead = forward_min(required, n + 1)
         required = np.minimum(ahead, trailing_mean(ahead, n))
     gr_req = -20.0 * np.log10(np.maximum(required, 1e-12))
-    gr = release_envelope(gr_req, p.release_ms / 1000.0 * f.sample_rate / f.block)
+    gr = release_envelope(gr_req, p.effective_release_ms / 1000.0 * f.sample_rate / f.block)
     return np.asarray(np.power(10.0, -gr / 20.0))
 
 
