@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo sweep-demo test lint venv clean
+.PHONY: demo sweep-demo test test-portable lint venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ test: $(STAMP)
 	$(BIN)/ruff check autotune objectives tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
+
+# The DSP and model tests once more on numpy's baseline kernels (every SIMD group this CPU has switched off):
+# they compare audio with tolerances, so they must pass whatever kernels numpy picks.
+test-portable: $(STAMP)
+	NPY_DISABLE_CPU_FEATURES="$$($(BIN)/python bench/numpy_features.py)" \
+		$(BIN)/python -c "import numpy; numpy.show_runtime()" | grep -A2 simd_extensions
+	NPY_DISABLE_CPU_FEATURES="$$($(BIN)/python bench/numpy_features.py)" \
+		$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests/test_dsp.py tests/test_model.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check autotune objectives tests bench

@@ -8,10 +8,10 @@ not only for the model.
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
 import math
 from dataclasses import fields, replace
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -448,52 +448,77 @@ def test_render_matches_its_stages_for_every_physics(physics: Physics) -> None:
 
 
 # --- Defaults stay what they were -------------------------------------------------------------------------
-# Caches on disk, earlier studies and the model's calibration all assume today's audio: the default song
-# and the default physics must keep producing it bit for bit.
+# Caches on disk, earlier studies and the model's calibration all assume today's audio: the default song and
+# the default physics must keep producing it. numpy picks its SIMD kernels (sin, exp, log, ...) per CPU at run
+# time, so the last bits of a float render differ between machines while the audio stays the same: the renders
+# are compared with stated tolerances against decimated references in tests/data/dsp_reference.npz (written by
+# the code of 2026-11-25 and checked unchanged since), never by hashing their float bytes.
 
-DEFAULT_DEMO_SHA256 = "67f0f6efcea3f2876d909826891afd7abd22c4c22975a7d3a6a81a2b8956a631"
-#: Renders of the 4 s demo (sha256 of the float64 bytes) by the chain as it was before Physics existed.
-PINNED_RENDERS = [
+REFERENCE = Path(__file__).parent / "data" / "dsp_reference.npz"
+#: Every STRIDE-th sample is kept: enough to catch any change of level, shape or timing.
+STRIDE_DEMO = 997
+STRIDE_RENDER = 97
+#: Tolerances: far above the ~1e-15 rounding differences between SIMD kernels, far below anything audible
+#: (1e-6 is -120 dBFS) or metered (0.001 LU).
+MAX_ABS_DIFF = 1e-6
+MAX_LUFS_DIFF = 0.001
+#: Renders of the 4 s demo by the chain as it was before Physics existed (fader -1.5 dB).
+PINNED = [
     (
         GlueParams(threshold_db=-20.0, ratio=4.0, makeup_db=3.0, dry_wet=0.7, peak_clip=True),
         LimiterParams(gain_db=9.0, ceiling_db=-1.0, mode="soft_clip"),
-        "f261d9631dd8ac79b8bb86b26cc39b470cf4d93e2b86db7a04e81991811a29c0",
     ),
     (
         GlueParams(threshold_db=-30.0, ratio=10.0, attack_ms=1.0, release_s=None, makeup_db=8.0),
         LimiterParams(gain_db=14.0, ceiling_db=-1.0, mode="true_peak", release_ms=100.0),
-        "7a0249f85f31fbfe2c9baec17b17bd16200e956f0b86c4dde540b385e5100cea",
     ),
     (
         GlueParams(threshold_db=-30.0, ratio=10.0, attack_ms=1.0, release_s=None, makeup_db=8.0),
         LimiterParams(gain_db=12.0),
-        "d4c742b4525392f8542161aca0244448fa2840e9d517a034269c4a73073436af",
     ),
 ]
 
 
-def sha256(x: Audio) -> str:
-    return hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
+@functools.cache
+def reference() -> dict[str, Audio]:
+    with np.load(REFERENCE) as z:
+        return {k: np.asarray(z[k]) for k in z.files}
+
+
+def assert_same_audio(y: Audio, name: str, stride: int) -> None:
+    ref = reference()
+    sampled = y[::stride]
+    assert sampled.shape == ref[name].shape
+    assert float(np.max(np.abs(sampled - ref[name]))) <= MAX_ABS_DIFF
+    assert abs(integrated_loudness(y, SR) - float(ref[f"{name}_lufs"])) <= MAX_LUFS_DIFF
 
 
 def test_default_demo_is_unchanged() -> None:
-    assert sha256(full_demo()) == DEFAULT_DEMO_SHA256
+    assert_same_audio(full_demo(), "demo", STRIDE_DEMO)
     assert SONGS["demo"] == DemoSpec()
     assert DemoSpec().cache_key() == "demo-v1-30s-48000-7-120-0--4--9--3.8"
 
 
-@pytest.mark.parametrize(("glue", "lim", "digest"), PINNED_RENDERS)
-def test_default_physics_renders_as_before(glue: GlueParams, lim: LimiterParams, digest: str) -> None:
+@pytest.mark.parametrize(("index", "glue", "lim"), [(i, g, l) for i, (g, l) in enumerate(PINNED)])
+def test_default_physics_renders_as_before(index: int, glue: GlueParams, lim: LimiterParams) -> None:
     x = short_demo()
     params = ChainParams(glue=glue, limiter=lim, fader_db=-1.5)
     y = render(x, SR, params)
-    assert sha256(y) == digest
+    assert_same_audio(y, f"render{index}", STRIDE_RENDER)
+    # Physics() and the "model" preset are the same code path: the same machine gives the same bits.
     assert np.array_equal(render(x, SR, params, Physics()), y)
     assert np.array_equal(render(x, SR, params, PHYSICS["model"]), y)
     stages: tuple[Stage, ...] = (("glue", glue), ("limiter", lim))
     assert np.array_equal(
         render_stages(x, SR, stages, -1.5, physics=Physics()), render_stages(x, SR, stages, -1.5)
     )
+
+
+def test_the_reference_comparison_catches_a_small_change() -> None:
+    """The tolerance is not so loose that it passes anything: a 0.01 dB change of level fails it."""
+    y = render(short_demo(), SR, ChainParams(glue=PINNED[2][0], limiter=PINNED[2][1], fader_db=-1.5))
+    with pytest.raises(AssertionError):
+        assert_same_audio(y * db_to_lin(0.01), "render2", STRIDE_RENDER)
 
 
 # --- Plants: physics the model does not know ---------------------------------------------------------------
