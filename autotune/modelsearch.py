@@ -31,14 +31,16 @@ from numpy.typing import NDArray
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 from scipy.signal import sosfilt, tf2sos
+from scipy.stats import qmc
 
 from autotune.audio import channel_weights, gated_loudness, k_weighting
+from autotune.drive import DriveLine, Point, build_line, next_position
 from autotune.dsp.chain import ChainParams
 from autotune.dsp.model import ChainModel, DryFeatures, block_peaks, block_sums, model_block
 from autotune.errors import ConfigError
 from autotune.live.values import split_key
 from autotune.samplers import SpaceSampler
-from objectives import Choice, Dim
+from objectives import Choice, Dim, Range
 
 Role = Literal["glue", "limiter"]
 #: unit-cube position -> (LUFS correction, peak correction, distance to the nearest measured setting)
@@ -47,8 +49,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)  # offline studies: hundred
 
 #: The model keeps the limiter's output this far under the peak limit (the plant may differ a little).
 PEAK_SAFETY_DB = 0.1
-#: Offline model evaluations per proposal (TPE), before the coordinate polish.
-OFFLINE_TRIALS = 80
+#: Points of the quasi-random (Sobol) design per offline proposal, before the coordinate polish.
+OFFLINE_TRIALS = 64
 #: Misses this small count nothing in the offline score (far inside any tolerance).
 DEAD_ZONE_LU = 0.05
 #: What proposing a setting already measured costs in the offline score (in LU).
@@ -92,13 +94,6 @@ _LIMITER: dict[str, tuple[str, float]] = {
     "release_time": ("release_ms", 1000.0),
     "lookahead": ("lookahead_ms", 1000.0),
 }
-#: What is read from Live to know the chain's state outside the search space.
-STATE_KEYS: dict[Role, tuple[str, ...]] = {
-    "glue": ("threshold_db", "ratio", "attack_ms", "release_s", "makeup_db", "range_db", "dry_wet"),
-    "limiter": ("gain_db", "ceiling_db", "release_ms", "lookahead_ms"),
-}
-
-
 def _field(role: Role, key: str) -> tuple[str, float]:
     base, unit = split_key(key)
     table = _GLUE if role == "glue" else _LIMITER
@@ -130,36 +125,6 @@ def chain_params(
     return ChainParams(
         glue=replace(base.glue, **glue), limiter=replace(base.limiter, **lim), fader_db=base.fader_db
     )
-
-
-def base_state(
-    read: Callable[[str, str], float | None],
-    device_roles: Mapping[str, Role],
-    read_text: Callable[[str, str], str],
-) -> ChainParams:
-    """The chain as Live shows it now (parameters the build does not have keep the model's defaults).
-    `read(alias, key)` -> physical value or None (a word such as "Auto"); `read_text` -> display text."""
-    values: dict[str, dict[str, float | None]] = {}
-    mode: Literal["standard", "soft_clip", "true_peak"] = "standard"
-    peak_clip = False
-    for alias, role in device_roles.items():
-        for key in STATE_KEYS[role]:
-            try:
-                values.setdefault(alias, {})[key] = read(alias, key)
-            except Exception:  # a parameter this Live build lacks: the model's default stands
-                continue
-            if values[alias][key] is None and key != "release_s":
-                del values[alias][key]
-        try:
-            if role == "limiter":
-                text = str(read_text(alias, "mode")).lower()
-                mode = "soft_clip" if "soft" in text else "true_peak" if "true" in text else "standard"
-            else:
-                peak_clip = str(read_text(alias, "peak_clip_in")).strip().lower() == "on"
-        except Exception:
-            pass
-    p = chain_params(values, device_roles, ChainParams())
-    return replace(p, glue=replace(p.glue, peak_clip=peak_clip), limiter=replace(p.limiter, mode=mode))
 
 
 # -- the dry reference ----------------------------------------------------------------------------
@@ -291,6 +256,13 @@ class Proposal:
     peak_db: float  # corrected
     reachable: bool
     exports_used: int
+    #: How the setting was chosen: "model" (the model alone), "secant"/"bisect" (a step along the drive
+    #: line, see autotune.drive), "end" (an end of that line), "offline" (the kernel-corrected model, for
+    #: --refine or a space without gains), "exhausted" (the end of the line is measured and misses).
+    how: str = "model"
+    #: Set when the end of the drive line in the direction of the shortfall has been exported and still
+    #: misses by more than the tolerance: the physics, not the model, says the target is out of reach.
+    verdict: Literal["louder", "quieter"] | None = None
 
     @property
     def correction_lu(self) -> float:
@@ -299,7 +271,7 @@ class Proposal:
     def describe(self) -> str:
         corr = (
             f" (model {self.model.lufs:+.2f}, corrected by {self.correction_lu:+.2f} LU from "
-            f"{self.exports_used} export{'s' if self.exports_used != 1 else ''})"
+            f"{self.exports_used} export{'s' if self.exports_used != 1 else ''}; {self.how} step)"
             if self.exports_used
             else ""
         )
@@ -318,6 +290,8 @@ class ModelSearch:
     peak_limit_dbfs: float
     tolerance: float
     seed: int = 0
+    #: --refine: after a pass, keep looking for a lower loss (the kernel-corrected offline search).
+    refine: bool = False
     _model: ChainModel = field(init=False)
     _memo: dict[tuple[tuple[str, float], ...], Prediction] = field(init=False, default_factory=dict)
     _proposed: dict[Any, Proposal] = field(init=False, default_factory=dict)
@@ -331,11 +305,7 @@ class ModelSearch:
         hit = self._memo.get(key)
         if hit is not None:
             return hit
-        values: dict[str, dict[str, float | None]] = {}
-        for name, v in flat.items():
-            alias, k = name.split(".", 1)
-            values.setdefault(alias, {})[k] = v
-        p = self._model.predict(chain_params(values, self.device_roles, self.base))
+        p = self._model.predict(self.chain_for(flat))
         out = Prediction(
             gated_lufs(p.energy, self.features),
             20.0 * math.log10(p.peak) if p.peak > 0 else -math.inf,
@@ -344,6 +314,14 @@ class ModelSearch:
         if len(self._memo) < 20000:
             self._memo[key] = out
         return out
+
+    def chain_for(self, flat: Mapping[str, float]) -> ChainParams:
+        """The model's chain for flat Optuna params over the state Live holds."""
+        values: dict[str, dict[str, float | None]] = {}
+        for name, v in flat.items():
+            alias, k = name.split(".", 1)
+            values.setdefault(alias, {})[k] = v
+        return chain_params(values, self.device_roles, self.base)
 
     def _unit(self, flat: Mapping[str, float]) -> NDArray[np.float64]:
         out = []
@@ -394,46 +372,154 @@ class ModelSearch:
             score += REPEAT_PENALTY
         return score, p, lufs, peak
 
+    # -- the drive line ------------------------------------------------------------------------------
+    def _knobs(self) -> tuple[list[str], str | None]:
+        """The space's gains (Limiter input gain first, then Glue makeup) and the Limiter's ceiling: the
+        knobs whose every increase makes the chain louder."""
+        gains: list[tuple[int, str]] = []
+        ceiling = None
+        for name, dim in self.space.items():
+            if not isinstance(dim, Range):
+                continue
+            alias, key = name.split(".", 1)
+            role = self.device_roles[alias]
+            field_name = _field(role, key)[0]
+            if field_name == "gain_db" and role == "limiter":
+                gains.append((0, name))
+            elif field_name == "makeup_db" and role == "glue":
+                gains.append((1, name))
+            elif field_name == "ceiling_db" and role == "limiter":
+                ceiling = name
+        return [n for _, n in sorted(gains)], ceiling
+
+    def _post_chain_db(self, obs: Sequence[Observation]) -> float:
+        """How much louder the measured peaks are than the model's: gain after the chain (a fader), or a
+        limiter that overshoots. The most any export showed, so a proposal's peak errs on the safe side."""
+        offsets = [o.peak_db - self.predict(o.params).peak_db for o in obs]
+        finite = [d for d in offsets if math.isfinite(d)]
+        return max(finite) if finite else 0.0
+
+    def safe_ceiling(self, obs: Sequence[Observation]) -> float:
+        """The ceiling the drive line uses: just under the peak limit, lowered only by an export whose peak
+        went over the limit (by what that export shows comes after the chain). Changing only on a failure
+        keeps the line fixed while the secant converges on it."""
+        c = self.peak_limit_dbfs - PEAK_SAFETY_DB
+        for o in obs:
+            if o.peak_db > self.peak_limit_dbfs:
+                after = o.peak_db - self.predict(o.params).peak_db
+                if math.isfinite(after):
+                    c = min(c, self.peak_limit_dbfs - PEAK_SAFETY_DB - max(0.0, after))
+        return c
+
+    def line(self, obs: Sequence[Observation]) -> DriveLine | None:
+        """The drive line through the model's own first proposal, or None for a space without gains."""
+        gains, ceiling = self._knobs()
+        if not gains and ceiling is None:
+            return None
+        first = self._model_proposal()
+        return build_line(first.params, self.space, gains, ceiling, self.safe_ceiling(obs))
+
+    # -- proposals -----------------------------------------------------------------------------------
     def propose(self, obs: Sequence[Observation]) -> Proposal:
-        """The setting the corrected model predicts closest to the target with the peak safely under the
-        limit; `reachable` says whether that is within the tolerance."""
-        key = tuple((tuple(sorted(o.params.items())), o.lufs, o.peak_db) for o in obs)
+        """The next setting to export.
+
+        No export yet: the model's own proposal, with the ceiling just under the limit (or, when the model
+        sees the target out of reach, the end of the drive line in that direction, so the one export that
+        checks it is the one that can prove it). After exports: a safeguarded secant step along the drive
+        line (autotune.drive), which converges whatever the model's errors of offset and slope."""
+        key = (tuple((tuple(sorted(o.params.items())), o.lufs, o.peak_db) for o in obs), self.refine)
         if key in self._proposed:
             return self._proposed[key]
-        correct = self._corrector(obs)
-        sampler = optuna.samplers.TPESampler(
-            seed=self.seed + len(obs), n_startup_trials=20, multivariate=True
+        line = self.line(obs)
+        if self.refine or line is None:
+            out = self._offline(obs, "offline" if obs else "model")
+        elif not obs:
+            first = self._model_proposal()
+            out = first if first.reachable else self._at_end(line, first, obs)
+        else:
+            out = self._step(line, obs)
+        self._proposed[key] = out
+        return out
+
+    def _at_end(self, line: DriveLine, first: Proposal, obs: Sequence[Observation]) -> Proposal:
+        position = 1.0 if first.lufs < self.target_lufs else 0.0
+        flat = line.at(position)
+        p = self.predict(flat)
+        dl = first.lufs - first.model.lufs
+        return Proposal(flat, p, p.lufs + dl, p.peak_db, False, len(obs), "end")
+
+    def _step(self, line: DriveLine, obs: Sequence[Observation]) -> Proposal:
+        points = [Point(line.position_of(o.params), self.predict(o.params).lufs, o.lufs) for o in obs]
+        on_line = [q for q in points if q.position is not None]
+        step = next_position(
+            on_line if len(on_line) >= 2 else points,
+            self.target_lufs,
+            lambda pos: self.predict(line.at(pos)).lufs,
         )
-        offline = optuna.create_study(sampler=sampler)
-        for o in sorted(obs, key=lambda o: abs(o.lufs - self.target_lufs))[:2]:
-            offline.enqueue_trial({k: v for k, v in o.params.items() if k in self.space})
+        flat = line.at(step.position)
+        p = self.predict(flat)
+        lufs = step.expected(p.lufs)
+        peak = p.peak_db + self._post_chain_db(obs)
+        reachable = abs(lufs - self.target_lufs) <= self.tolerance and peak <= self.peak_limit_dbfs
+        verdict: Literal["louder", "quieter"] | None = None
+        if step.how == "exhausted":
+            end = next(
+                q for q in on_line if q.position is not None and abs(q.position - step.position) < 1e-3
+            )
+            if step.position >= 0.5 and end.measured < self.target_lufs - self.tolerance:
+                verdict = "louder"
+            elif step.position < 0.5 and end.measured > self.target_lufs + self.tolerance:
+                verdict = "quieter"
+            reachable = False
+        return Proposal(flat, p, lufs, peak, reachable, len(obs), step.how, verdict)
 
-        def objective(t: optuna.Trial) -> float:
-            flat = {
-                name: (
-                    float(t.suggest_categorical(name, list(dim.values)))
-                    if isinstance(dim, Choice)
-                    else t.suggest_float(name, dim.low, dim.high)
-                )
-                for name, dim in self.space.items()
-            }
-            return self._score(flat, correct)[0]
+    def _model_proposal(self) -> Proposal:
+        """The bare model's proposal, with the ceiling (when searched) just under the limit: a mastering
+        engineer's choice, the gentlest limiting for the loudness, and the ceiling the drive line keeps."""
+        if "first" not in self._proposed:
+            self._proposed["first"] = self._offline([], "model", fixed_ceiling=True)
+        return self._proposed["first"]
 
-        offline.optimize(objective, n_trials=OFFLINE_TRIALS)
-        best = {k: float(v) for k, v in offline.best_params.items()}
-        best = self._polish(best, correct)
+    def _offline(self, obs: Sequence[Observation], how: str, fixed_ceiling: bool = False) -> Proposal:
+        """The setting the (kernel-corrected) model predicts closest to the target with the peak safely under
+        the limit: a quasi-random design over the space, then a coordinate polish."""
+        correct = self._corrector(obs)
+        _, ceiling = self._knobs()
+        fixed: dict[str, float] = {}
+        if fixed_ceiling and ceiling is not None:
+            dim = self.space[ceiling]
+            assert isinstance(dim, Range)
+            fixed[ceiling] = min(dim.high, max(dim.low, self.peak_limit_dbfs - PEAK_SAFETY_DB))
+        free = {k: d for k, d in self.space.items() if k not in fixed}
+        starts: list[dict[str, float]] = [
+            {**{k: v for k, v in o.params.items() if k in free}, **fixed}
+            for o in sorted(obs, key=lambda o: abs(o.lufs - self.target_lufs))[:2]
+        ]
+        if free:
+            design = qmc.Sobol(len(free), scramble=True, seed=self.seed + len(obs)).random(OFFLINE_TRIALS)
+            for row in design:
+                flat = dict(fixed)
+                for u, (name, dim) in zip(row, free.items(), strict=True):
+                    if isinstance(dim, Choice):
+                        flat[name] = float(dim.values[min(len(dim.values) - 1, int(u * len(dim.values)))])
+                    else:
+                        flat[name] = float(dim.low + u * (dim.high - dim.low))
+                starts.append(flat)
+        else:
+            starts.append(dict(fixed))
+        best = min(starts, key=lambda f: self._score(f, correct)[0])
+        best = self._polish(best, correct, free)
         _, p, lufs, peak = self._score(best, correct)
         reachable = abs(lufs - self.target_lufs) <= self.tolerance and peak <= self.peak_limit_dbfs
-        self._proposed[key] = Proposal(best, p, lufs, peak, reachable, len(obs))
-        return self._proposed[key]
+        return Proposal(best, p, lufs, peak, reachable, len(obs), how)
 
-    def _polish(self, flat: dict[str, float], correct: Correct) -> dict[str, float]:
-        """Coordinate search around the offline optimum: TPE lands near it, a few sweeps per dimension
-        land on it (the loss is smooth and nearly monotone in every gain)."""
+    def _polish(self, flat: dict[str, float], correct: Correct, free: Mapping[str, Dim]) -> dict[str, float]:
+        """Coordinate search around the design's best point: a few sweeps per dimension land on the optimum
+        (the loss is smooth and nearly monotone in every gain)."""
         best = dict(flat)
         best_score = self._score(best, correct)[0]
         for width in (0.25, 0.06, 0.015):
-            for name, dim in self.space.items():
+            for name, dim in free.items():
                 if isinstance(dim, Choice):
                     candidates = list(dim.values)
                 else:
@@ -483,6 +569,10 @@ class ModelSampler(SpaceSampler):
             # open come from the model, and it is neither predicted nor judged as the model's setting.
             self.proposals[trial.number] = prop
         return {k: v for k, v in prop.params.items() if k in search_space}
+
+
+def same_setting(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
+    return a.keys() == b.keys() and all(abs(a[k] - b[k]) <= 1e-6 * max(1.0, abs(b[k])) for k in b)
 
 
 def describe_params(flat: Mapping[str, float]) -> str:

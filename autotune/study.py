@@ -27,7 +27,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autotune import modelsearch, receipts
 from autotune.backends import open_backend
+from autotune.chainstate import read_state
 from autotune.config import Run, SweepConfig
+from autotune.diagnosis import diagnose
 from autotune.doctor import preflight
 from autotune.dsp.model import DryFeatures
 from autotune.errors import ConfigError
@@ -72,6 +74,8 @@ class StudyResult:
     #: Set when model-based search found the target out of the chain's reach and an export confirmed it.
     out_of_reach: dict[str, Any] | None = None
     reference_exports: int = 0
+    #: Set when the dry reference (devices off) already met the target: its receipt's file and results.
+    dry_pass: dict[str, Any] | None = None
 
 
 def run_key(run: Run) -> str:
@@ -258,6 +262,12 @@ class _Plan:
     out_of_reach: dict[str, Any] | None = None
     reference_exports: int = 0
     refine: bool = False
+    #: The dry reference's receipt, when the mix already meets the target with the devices off.
+    dry_pass: dict[str, Any] | None = None
+    #: Readings of the chain the model did not understand (chainstate.Finding descriptions).
+    findings: list[str] = dataclasses.field(default_factory=list)
+    #: Whether the first model trial has been checked against its prediction yet.
+    first_checked: bool = False
 
 
 def _objective(
@@ -335,8 +345,12 @@ def _objective(
             raise
         if plan.model is not None and plan.model.from_cache:
             _check_cached_reference(plan, trial, receipt, log)
-        if plan.model is not None and not receipt["results"]["pass_lufs"]:
-            _judge_reach(plan, study, trial, proposal, receipt, log)
+        if plan.model is not None:
+            _diagnose(plan, rig, trial, proposal, receipt, log)
+        if plan.model is not None and not (
+            receipt["results"]["pass_lufs"] and receipt["results"]["pass_peak"]
+        ):
+            _judge_reach(plan, study, trial, receipt, log)
         record(trial, receipt)
         try:
             upload_artifact(
@@ -505,6 +519,22 @@ def _run(
             return StudyResult(study_name, url, study.get_trials(), None, out_of_reach=verdict)
         plan.refine = refine
         plan.model = _model_sampler(study, rig, plan, settings, model_seed, fresh_reference, log)
+        if plan.model is None:
+            assert plan.dry_pass is not None
+            res = plan.dry_pass["results"]
+            log(
+                f"✅ The dry mix already meets the target: {res['lufs_i']:.2f} LUFS, peak {res['peak_dbfs']:.2f} "
+                f"dBFS with the chain switched off ({plan.dry_pass['export_file']}). Nothing to tune: no trial "
+                "was run, and the devices are on again as you left them."
+            )
+            return StudyResult(
+                study_name,
+                url,
+                study.get_trials(),
+                None,
+                reference_exports=plan.reference_exports,
+                dry_pass=plan.dry_pass,
+            )
         study.sampler = plan.model
     store = FileSystemArtifactStore(str(_artifacts(settings)))
     callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [
@@ -552,13 +582,22 @@ def _model_sampler(
     seed: int | None,
     fresh: bool,
     log: Log,
-) -> modelsearch.ModelSampler:
-    """The dry reference (cached, or exported now) and the chain as Live holds it: the model of this study."""
+) -> modelsearch.ModelSampler | None:
+    """The dry reference (cached, or exported now) and the chain as Live holds it: the model of this study.
+    None when the dry reference itself already meets the target: there is nothing to search."""
     chain, config = rig.chain, rig.config
     device_roles = modelsearch.roles(config.device_names)
     chain.restore_all()  # checking the config probed parameters: read the chain as the producer left it
-    base = modelsearch.base_state(chain.read, device_roles, chain.read_text)
+    base, findings = read_state(chain.read_text, device_roles)
+    for f in findings:
+        log(f"  ⚠ Not understood: {f.describe()}")
+    plan.findings = [f.describe() for f in findings]
     feats, cached = _reference(study, rig, plan, settings, fresh, log)
+    dry = study.user_attrs.get("dry_pass")
+    judged = _judged_for(config.target_lufs, config.peak_limit_dbfs, config.lufs_tolerance, plan.space)
+    if isinstance(dry, dict) and dry.get("judged_for") == judged and not plan.refine:
+        plan.dry_pass = dry
+        return None
     search = modelsearch.ModelSearch(
         feats,
         plan.space,
@@ -568,12 +607,15 @@ def _model_sampler(
         config.peak_limit_dbfs,
         config.lufs_tolerance,
         seed=random.SystemRandom().randrange(2**31) if seed is None else seed,  # workers differ unless seeded
+        refine=plan.refine,
     )
     first = search.propose(modelsearch.observations(study, plan.space))
-    if not first.reachable:
+    if not first.reachable and first.exports_used == 0:
+        side = "loudest" if first.lufs < config.target_lufs else "quietest"
         log(
-            f"⚠ Model: the target looks out of reach. Closest reachable: {first.lufs:.2f} LUFS, peak "
-            f"{first.peak_db:.2f} dBFS ({modelsearch.describe_params(first.params)}); one export there confirms it."
+            f"⚠ Model: the target looks out of reach (the closest it finds: {first.lufs:.2f} LUFS). Only an "
+            f"export can tell: the first trial is the {side} safe setting "
+            f"({modelsearch.describe_params(first.params)})."
         )
         study.set_user_attr(
             "reach_prediction",
@@ -666,6 +708,17 @@ def _reference(
         raise LiveReadError(f"the dry reference export failed: {e}") from None
     plan.reference_exports += 1
     receipts.append(settings.receipts_path(), receipt)
+    if receipt["results"]["pass_lufs"] and receipt["results"]["pass_peak"]:
+        study.set_user_attr(
+            "dry_pass",
+            {
+                "judged_for": _judged_for(
+                    rig.config.target_lufs, rig.config.peak_limit_dbfs, rig.config.lufs_tolerance, plan.space
+                ),
+                "export_file": receipt["export_file"],
+                "results": receipt["results"],
+            },
+        )
     feats = modelsearch.features_of_file(rig.project_root / export_file)
     cache.store(fp, m.sha256, feats)
     study.set_user_attr("reference_sha256", m.sha256)
@@ -685,43 +738,79 @@ def _judged_for(target: float, limit: float, tolerance: float, space: Mapping[st
     }
 
 
-def _judge_reach(
+def _diagnose(
     plan: _Plan,
-    study: optuna.Study,
+    rig: Rig,
     trial: optuna.Trial,
     proposal: modelsearch.Proposal | None,
     receipt: dict[str, Any],
     log: Log,
 ) -> None:
-    """After a miss: if the model, corrected by this export too, still finds no setting within reach and
-    this export was at the closest reachable setting, the target is out of reach: say so and stop."""
+    """Says what this export tells about the rig (gain after the chain, a first prediction far off)."""
     assert plan.model is not None
-    if plan.refine:
-        return  # asked to search on whatever the model thinks
     search = plan.model.search
+    here = {k: float(v) for k, v in trial.params.items() if k in plan.space}
+    res = receipt["results"]
+    lines = diagnose(
+        peak_dbfs=float(res["peak_dbfs"]),
+        ceiling_db=search.chain_for(here).limiter.ceiling_db
+        if "limiter" in search.device_roles.values()
+        else None,
+        measured_lufs=float(res["lufs_i"]),
+        predicted_lufs=None if proposal is None else proposal.lufs,
+        first=proposal is not None and not plan.first_checked,
+        findings=plan.findings,
+        from_cache=plan.model.from_cache,
+    )
+    if proposal is not None:
+        plan.first_checked = True
+    for line in lines:
+        log(f"  ⚠ {line[0].upper()}{line[1:]}")
+    if lines:
+        receipt["diagnosis"] = lines
+
+
+def _judge_reach(
+    plan: _Plan,
+    study: optuna.Study,
+    trial: optuna.Trial,
+    receipt: dict[str, Any],
+    log: Log,
+) -> None:
+    """After a miss: the target is out of reach only when the drive line's end in the direction of the
+    shortfall (every gain at the top and the ceiling as high as the peak limit allows, or everything at the
+    bottom) has been exported and still misses by more than the tolerance. A model can be wrong; a
+    measurement at the physical extreme cannot be argued with."""
+    assert plan.model is not None
+    search = plan.model.search
+    if search.refine:
+        return  # asked to search on whatever the model thinks
     res = receipt["results"]
     obs = modelsearch.observations(study, plan.space)
     here = {k: float(trial.params[k]) for k in plan.space if k in trial.params}
     if len(here) == len(plan.space):
         obs.append(modelsearch.Observation(here, float(res["lufs_i"]), float(res["peak_dbfs"])))
     after = search.propose(obs)
-    if after.reachable or proposal is None or proposal.reachable:
+    if after.verdict is None:
         return
     limit, target = search.peak_limit_dbfs, search.target_lufs
-    side = "louder" if target > res["lufs_i"] else "quieter"
+    end = next(o for o in obs if modelsearch.same_setting(o.params, after.params))
+    side = after.verdict
+    extreme = "loudest" if side == "louder" else "quietest"
     message = (
-        f"within the search ranges the chain cannot get {side} than about {res['lufs_i']:.2f} LUFS with the "
+        f"within the search ranges the chain cannot get {side} than about {end.lufs:.2f} LUFS with the "
         f"peak at or under {limit:.2f} dBFS (target {target:.2f} ±{search.tolerance:g}); measured "
-        f"{res['lufs_i']:.2f} LUFS, peak {res['peak_dbfs']:.2f} dBFS with {modelsearch.describe_params(here)}"
+        f"{end.lufs:.2f} LUFS, peak {end.peak_db:.2f} dBFS at its {extreme} safe setting "
+        f"({modelsearch.describe_params(end.params)})"
     )
     verdict = {
         "reachable": False,
         "direction": side,
         "judged_for": _judged_for(target, limit, search.tolerance, plan.space),
         "message": message,
-        "closest_lufs": res["lufs_i"],
-        "closest_peak_dbfs": res["peak_dbfs"],
-        "params": here,
+        "closest_lufs": end.lufs,
+        "closest_peak_dbfs": end.peak_db,
+        "params": end.params,
         "trial": trial.number,
         "export_file": receipt["export_file"],
     }

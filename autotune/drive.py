@@ -1,0 +1,217 @@
+"""The drive line: one path through the search space along which the chain can only get louder.
+
+A model that is wrong in slope (its sensitivity to drive), not only in offset, cannot be fixed by adding
+its measured residual: every step then moves by a fraction of the error. What can be trusted whatever the
+model is the physics every Glue Compressor -> Limiter chain keeps: more input gain, more makeup or a higher
+ceiling never makes the export quieter. So after the first export the search moves along one fixed line
+through the space built from those knobs only, from the quietest setting (every gain at the bottom, the
+ceiling at its lowest) to the loudest safe one (every gain at the top, the ceiling as high as the peak limit
+allows), passing through the model's first proposal. On that line the measured loudness is monotone, and a
+safeguarded secant (`next_position`) converges to the target however wrong the model is; its two ends are
+the only settings that can prove a target out of reach.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from objectives import Dim, Range
+
+#: Positions closer than this (on the line's 0..1 scale) are the same setting.
+SAME_POSITION = 1e-4
+#: A secant step must land at least this fraction of the bracket inside it, or the bracket is bisected:
+#: that bounds the number of steps even when the secant creeps towards one end.
+INSIDE_FRACTION = 0.1
+#: Slopes of measured against predicted loudness are clamped to this range (a plant may be half or twice
+#: as sensitive as the model; beyond that a step would be wild).
+SLOPE_RANGE = (0.2, 5.0)
+
+
+@dataclass(frozen=True)
+class DriveLine:
+    """Piecewise-linear path through settings whose loudness never falls along it (position 0..1)."""
+
+    waypoints: tuple[dict[str, float], ...]
+
+    def __post_init__(self) -> None:
+        if not self.waypoints:
+            raise ValueError("a drive line needs at least one waypoint")
+
+    @property
+    def _lengths(self) -> list[float]:
+        return [
+            sum(abs(b[k] - a[k]) for k in a) for a, b in zip(self.waypoints, self.waypoints[1:], strict=False)
+        ]
+
+    def at(self, position: float) -> dict[str, float]:
+        """The setting at `position` (0 = quietest, 1 = loudest safe)."""
+        lengths = self._lengths
+        total = sum(lengths)
+        if total <= 0.0:
+            return dict(self.waypoints[0])
+        left = min(1.0, max(0.0, position)) * total
+        for (a, b), length in zip(
+            zip(self.waypoints, self.waypoints[1:], strict=False), lengths, strict=True
+        ):
+            if left <= length or b is self.waypoints[-1]:
+                t = 0.0 if length <= 0 else min(1.0, left / length)
+                return {k: a[k] + t * (b[k] - a[k]) for k in a}
+            left -= length
+        return dict(self.waypoints[-1])
+
+    def position_of(self, flat: Mapping[str, float]) -> float | None:
+        """Where `flat` lies on the line, or None when it is off it."""
+        lengths = self._lengths
+        total = sum(lengths)
+        if total <= 0.0:
+            return 0.0 if _same(flat, self.waypoints[0]) else None
+        done = 0.0
+        for (a, b), length in zip(
+            zip(self.waypoints, self.waypoints[1:], strict=False), lengths, strict=True
+        ):
+            if length > 0:
+                moved = sum(abs(flat.get(k, a[k]) - a[k]) for k in a)
+                t = moved / length
+                if 0.0 <= t <= 1.0 + 1e-9 and _same(flat, {k: a[k] + t * (b[k] - a[k]) for k in a}):
+                    return (done + t * length) / total
+            done += length
+        return None
+
+
+def _same(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
+    return all(abs(a.get(k, v) - v) <= 1e-6 * max(1.0, abs(v)) for k, v in b.items())
+
+
+def build_line(
+    anchor: Mapping[str, float],
+    space: Mapping[str, Dim],
+    gains: Sequence[str],
+    ceiling: str | None,
+    safe_ceiling: float | None,
+) -> DriveLine:
+    """The line through `anchor`: the ceiling rises from its lowest to `safe_ceiling` with every gain at the
+    bottom, the gains rise to the anchor's, then each gain in turn (`gains` in order) to the top of its range.
+    Other parameters (threshold, ratio, ...) stay as the anchor has them."""
+    base = {k: float(v) for k, v in anchor.items()}
+    ranges = {k: space[k] for k in gains if isinstance(space.get(k), Range)}
+    top_ceiling = None
+    if ceiling is not None and isinstance(space.get(ceiling), Range):
+        dim = space[ceiling]
+        assert isinstance(dim, Range)
+        top_ceiling = dim.high if safe_ceiling is None else min(dim.high, max(dim.low, safe_ceiling))
+        base[ceiling] = top_ceiling
+    quiet = {**base, **{k: r.low for k, r in ranges.items() if isinstance(r, Range)}}
+    points: list[dict[str, float]] = []
+    if top_ceiling is not None and ceiling is not None:
+        dim = space[ceiling]
+        assert isinstance(dim, Range)
+        points.append({**quiet, ceiling: dim.low})
+    points.append(quiet)
+    points.append(dict(base))
+    current = dict(base)
+    for k in gains:
+        r = ranges.get(k)
+        if isinstance(r, Range):
+            current = {**current, k: r.high}
+            points.append(dict(current))
+    deduped = [points[0]]
+    for p in points[1:]:
+        if not _same(p, deduped[-1]):
+            deduped.append(p)
+    return DriveLine(tuple(deduped))
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measured export: its position on the line (None when off it), the model's loudness for it and
+    the measured one."""
+
+    position: float | None
+    predicted: float
+    measured: float
+
+
+@dataclass(frozen=True)
+class Step:
+    position: float
+    #: "model" (one measurement: the model's slope), "secant", "bisect", "end" (an end of the line) or
+    #: "exhausted" (the position is measured already: only an end can be, when the target is beyond it)
+    how: str
+    #: The correction the step was made with: measured = `measured` + `slope` x (predicted - `predicted`).
+    predicted: float = 0.0
+    measured: float = 0.0
+    slope: float = 1.0
+
+    def expected(self, predicted: float) -> float:
+        """The corrected loudness of a setting the bare model predicts at `predicted`."""
+        return self.measured + self.slope * (predicted - self.predicted)
+
+
+def next_position(
+    points: Sequence[Point],
+    target: float,
+    predicted_at: Callable[[float], float],
+) -> Step:
+    """Where on the line to export next so the measured loudness lands on `target`.
+
+    The step is a secant of measured against predicted loudness through the two measurements nearest the
+    target (one measurement: the model's own slope), mapped back to a position by inverting the model along
+    the line. It is then safeguarded by the measurements on the line: it must land inside the bracket they
+    form around the target (else the bracket is bisected), and never on a measured position. Loudness is
+    monotone along the line, so the bracket shrinks every step and the search converges whatever the model
+    says; the model only makes it fast."""
+    if not points:
+        raise ValueError("next_position needs at least one measurement")
+    # The model's loudness is finite wherever the chain plays something; a silent point says nothing.
+    points = [p for p in points if math.isfinite(p.predicted) and math.isfinite(p.measured)] or list(points)
+    by_miss = sorted(points, key=lambda p: abs(p.measured - target))
+    near = by_miss[0]
+    slope = 1.0
+    other = next((p for p in by_miss[1:] if abs(p.predicted - near.predicted) > 0.05), None)
+    if other is not None:
+        slope = (near.measured - other.measured) / (near.predicted - other.predicted)
+        slope = min(SLOPE_RANGE[1], max(SLOPE_RANGE[0], slope)) if slope > 0 else 1.0
+    want = near.predicted + (target - near.measured) / slope
+    position = invert(predicted_at, want)
+    how = "secant" if other is not None else "model"
+
+    on_line = [p.position for p in points if p.position is not None]
+    below = [p.position for p in points if p.position is not None and p.measured < target]
+    above = [p.position for p in points if p.position is not None and p.measured > target]
+    lo = max(below) if below else None
+    hi = min(above) if above else None
+    if lo is not None and hi is not None and lo < hi:
+        margin = INSIDE_FRACTION * (hi - lo)
+        if not lo + margin <= position <= hi - margin:
+            position, how = 0.5 * (lo + hi), "bisect"
+    elif lo is not None and position <= lo + SAME_POSITION:
+        # Measured too quiet at `lo`, yet the step points at or below it: only louder can help.
+        position, how = lo + 0.5 * (1.0 - lo), "bisect"
+    elif hi is not None and position >= hi - SAME_POSITION:
+        position, how = 0.5 * hi, "bisect"
+    if position >= 1.0 - SAME_POSITION:
+        position, how = 1.0, "end"
+    elif position <= SAME_POSITION:
+        position, how = 0.0, "end"
+    if any(abs(position - q) <= SAME_POSITION for q in on_line):
+        how = "exhausted"  # the line has nothing new to offer here: its end is measured and misses
+    return Step(position, how, near.predicted, near.measured, slope)
+
+
+def invert(predicted_at: Callable[[float], float], want: float, steps: int = 24) -> float:
+    """The position whose predicted loudness is `want` (0 or 1 beyond the ends): bisection, since the
+    model is monotone along the line too (it keeps the same contracts as the chain)."""
+    lo, hi = 0.0, 1.0
+    if want <= predicted_at(lo):
+        return 0.0
+    if want >= predicted_at(hi):
+        return 1.0
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        if predicted_at(mid) < want:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
