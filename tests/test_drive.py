@@ -1,0 +1,140 @@
+"""The drive line and its safeguarded secant (autotune.drive): convergence whatever the model gets wrong.
+
+A plant here is any loudness that never falls along the line; the model is the same curve bent by the
+errors a real rig shows (an offset, a wrong slope, gain after the chain). The search must land within the
+tolerance in a few exports, and may only call a target out of reach after measuring the line's end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from autotune.drive import Point, build_line, next_position
+from objectives import Choice, Dim, Range
+
+SPACE: dict[str, Dim] = {
+    "glue.threshold_db": Range(-40.0, 0.0),
+    "glue.makeup_db": Range(0.0, 20.0),
+    "glue.ratio": Choice((2.0, 4.0, 10.0)),
+    "limiter.gain_db": Range(0.0, 24.0),
+    "limiter.ceiling_db": Range(-7.0, -1.05),
+}
+ANCHOR = {
+    "glue.threshold_db": -20.0,
+    "glue.makeup_db": 4.0,
+    "glue.ratio": 4.0,
+    "limiter.gain_db": 6.0,
+    "limiter.ceiling_db": -3.0,
+}
+GAINS = ["limiter.gain_db", "glue.makeup_db"]
+
+
+def test_the_line_runs_from_the_quietest_to_the_loudest_safe_setting_through_the_anchor() -> None:
+    line = build_line(ANCHOR, SPACE, GAINS, "limiter.ceiling_db", -1.1)
+    quiet, loud = line.at(0.0), line.at(1.0)
+    assert quiet == {**ANCHOR, "glue.makeup_db": 0.0, "limiter.gain_db": 0.0, "limiter.ceiling_db": -7.0}
+    assert loud == {**ANCHOR, "glue.makeup_db": 20.0, "limiter.gain_db": 24.0, "limiter.ceiling_db": -1.1}
+    through = {**ANCHOR, "limiter.ceiling_db": -1.1}
+    at = line.position_of(through)
+    assert at is not None and line.at(at) == pytest.approx(through)
+    assert line.position_of({**through, "glue.threshold_db": -10.0}) is None  # off the line
+    # Every knob only rises along the line: the chain can only get louder.
+    previous = line.at(0.0)
+    for i in range(1, 101):
+        now = line.at(i / 100)
+        for k in ("glue.makeup_db", "limiter.gain_db", "limiter.ceiling_db"):
+            assert now[k] >= previous[k] - 1e-12
+        assert {k: now[k] for k in ("glue.threshold_db", "glue.ratio")} == {
+            "glue.threshold_db": -20.0,
+            "glue.ratio": 4.0,
+        }
+        previous = now
+
+
+def test_the_safe_ceiling_never_leaves_the_ceilings_range() -> None:
+    line = build_line(ANCHOR, SPACE, GAINS, "limiter.ceiling_db", -20.0)
+    assert line.at(1.0)["limiter.ceiling_db"] == -7.0
+    line = build_line(ANCHOR, SPACE, GAINS, "limiter.ceiling_db", None)
+    assert line.at(1.0)["limiter.ceiling_db"] == -1.05
+
+
+def plant_curve(lo: float, hi: float, knee: float) -> Callable[[float], float]:
+    """A saturating loudness along the line: quick at first, then the limiter's diminishing returns."""
+    return lambda s: lo + (hi - lo) * (1.0 - math.exp(-knee * s)) / (1.0 - math.exp(-knee))
+
+
+def search(
+    plant: Callable[[float], float],
+    model: Callable[[float], float],
+    target: float,
+    first: float,
+    tolerance: float = 0.5,
+    budget: int = 12,
+) -> tuple[list[float], str]:
+    """Exports along the line until one lands within the tolerance (or the line says it cannot)."""
+    points = [Point(first, model(first), plant(first))]
+    for _ in range(budget):
+        if abs(points[-1].measured - target) <= tolerance:
+            return [p.measured for p in points], "hit"
+        step = next_position(points, target, model)
+        if step.how == "exhausted":
+            return [p.measured for p in points], "exhausted"
+        assert all(abs(step.position - p.position) > 1e-5 for p in points if p.position is not None)
+        points.append(Point(step.position, model(step.position), plant(step.position)))
+    return [p.measured for p in points], "budget"
+
+
+@pytest.mark.parametrize("slope", [0.5, 1.0, 2.0])
+@pytest.mark.parametrize("offset", [-6.0, 0.0, 3.0, 6.0])
+def test_a_wrong_slope_or_offset_still_converges_in_a_few_exports(slope: float, offset: float) -> None:
+    """The failure seen on a Live-like rig: each step moved by a fraction of the error because the model's
+    sensitivity to drive was wrong. A secant learns the slope: within 4 exports after the first."""
+    plant = plant_curve(-24.0, -8.0, 3.0)
+    model = lambda s: offset + -16.0 + slope * (plant(s) + 16.0)  # noqa: E731
+    target = -14.0
+    first = next_position([Point(0.5, model(0.5), model(0.5))], target, model).position  # the model's pick
+    measured, outcome = search(plant, model, target, first)
+    assert outcome == "hit", measured
+    assert len(measured) <= 5
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lo=st.floats(-40.0, -20.0),
+    span=st.floats(4.0, 30.0),
+    knee=st.floats(0.2, 8.0),
+    slope=st.floats(0.3, 3.0),
+    offset=st.floats(-8.0, 8.0),
+    where=st.floats(0.05, 0.95),
+    first=st.floats(0.0, 1.0),
+)
+def test_any_monotone_plant_converges_and_no_reachable_target_is_called_out_of_reach(
+    lo: float, span: float, knee: float, slope: float, offset: float, where: float, first: float
+) -> None:
+    plant = plant_curve(lo, lo + span, knee)
+    model = lambda s: offset + slope * plant(s)  # noqa: E731
+    target = plant(where)
+    measured, outcome = search(plant, model, target, first, budget=16)
+    assert outcome == "hit", measured
+
+
+@pytest.mark.parametrize(("target", "end"), [(-5.0, 1.0), (-30.0, 0.0)])
+def test_out_of_reach_only_after_the_end_of_the_line_is_measured(target: float, end: float) -> None:
+    plant = plant_curve(-24.0, -8.0, 3.0)
+    model = lambda s: plant(s) + 4.0  # noqa: E731  # the model believes the target is reachable
+    measured, outcome = search(plant, model, target, 0.5)
+    assert outcome == "exhausted"
+    assert measured[-1] == pytest.approx(plant(end))  # the last export was the end itself
+    assert len(measured) <= 3
+
+
+def test_a_bracket_is_bisected_when_the_secant_would_leave_it() -> None:
+    plant = plant_curve(-24.0, -8.0, 3.0)
+    points = [Point(0.2, -30.0, plant(0.2)), Point(0.8, -29.9, plant(0.8))]  # a flat, useless model
+    step = next_position(points, -14.0, lambda s: -30.0 + 0.1 * s)
+    assert 0.2 < step.position < 0.8
