@@ -12,6 +12,7 @@ of reach: one export at that setting confirms it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -35,7 +36,7 @@ from scipy.stats import qmc
 
 from autotune.audio import channel_weights, gated_loudness, k_weighting
 from autotune.drive import DriveLine, Point, build_line, next_position
-from autotune.dsp.chain import ChainParams
+from autotune.dsp.chain import ChainParams, GlueParams, LimiterParams
 from autotune.dsp.model import ChainModel, DryFeatures, block_peaks, block_sums, model_block
 from autotune.errors import ConfigError
 from autotune.live.values import split_key
@@ -55,6 +56,8 @@ OFFLINE_TRIALS = 64
 DEAD_ZONE_LU = 0.05
 #: What proposing a setting already measured costs in the offline score (in LU).
 REPEAT_PENALTY = 0.3
+#: Gain after the chain that an earlier study's export must show before this study's ceiling allows for it.
+PRIOR_AFTER_CHAIN_DB = 0.3
 #: Kernel width of the residual correction, in units of each dimension's range.
 KERNEL_WIDTH = 0.25
 
@@ -94,6 +97,8 @@ _LIMITER: dict[str, tuple[str, float]] = {
     "release_time": ("release_ms", 1000.0),
     "lookahead": ("lookahead_ms", 1000.0),
 }
+
+
 def _field(role: Role, key: str) -> tuple[str, float]:
     base, unit = split_key(key)
     table = _GLUE if role == "glue" else _LIMITER
@@ -165,8 +170,34 @@ def gated_lufs(block_energy: NDArray[np.float64], f: DryFeatures) -> float:
     return gated_loudness(z[:, None])
 
 
+@dataclass(frozen=True)
+class Prior:
+    """An export of an earlier study of the same set (same dry reference): the chain it was made with and
+    what it measured. The rig is the same, so it calibrates the model before this study spends an export."""
+
+    chain: ChainParams
+    lufs: float
+    peak_db: float
+    study: str
+
+
+def _chain_from(d: Mapping[str, Any]) -> ChainParams:
+    """A ChainParams from its asdict() form, ignoring fields this version does not know."""
+
+    def known(cls: type, values: Any) -> dict[str, Any]:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return {k: v for k, v in dict(values).items() if k in names}
+
+    return ChainParams(
+        glue=GlueParams(**known(GlueParams, d["glue"])),
+        limiter=LimiterParams(**known(LimiterParams, d["limiter"])),
+        fader_db=float(d.get("fader_db", 0.0)),
+    )
+
+
 class ReferenceCache:
-    """Dry references by sha256 (`<sha>.npz`), and which Live set fingerprint last gave which sha."""
+    """Dry references by sha256 (`<sha>.npz`), which Live set fingerprint last gave which sha, and the
+    exports made on each reference (`<sha>.exports.jsonl`), which later studies of the set start from."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -214,6 +245,40 @@ class ReferenceCache:
         tmp_index = self.root / f".index.{os.getpid()}.tmp"
         tmp_index.write_text(json.dumps(index, indent=1, sort_keys=True))
         tmp_index.replace(self.root / "index.json")
+
+    def remember(self, sha: str, prior: Prior) -> None:
+        """Appends one export, one whole line in one write: a crash never leaves half a line read as data."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(
+            {
+                "chain": dataclasses.asdict(prior.chain),
+                "lufs": prior.lufs,
+                "peak_db": prior.peak_db,
+                "study": prior.study,
+            }
+        )
+        fd = os.open(self.root / f"{sha}.exports.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+
+    def priors(self, sha: str, *, exclude_study: str | None = None, last: int = 50) -> list[Prior]:
+        """The latest exports made on this reference (malformed lines are skipped)."""
+        try:
+            lines = (self.root / f"{sha}.exports.jsonl").read_text().splitlines()
+        except OSError:
+            return []
+        out = []
+        for line in lines[-4 * last :]:
+            try:
+                d = json.loads(line)
+                p = Prior(_chain_from(d["chain"]), float(d["lufs"]), float(d["peak_db"]), str(d["study"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+            if p.study != exclude_study and math.isfinite(p.lufs) and math.isfinite(p.peak_db):
+                out.append(p)
+        return out[-last:]
 
     def store(self, fingerprint: str, sha: str, f: DryFeatures) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -292,6 +357,8 @@ class ModelSearch:
     seed: int = 0
     #: --refine: after a pass, keep looking for a lower loss (the kernel-corrected offline search).
     refine: bool = False
+    #: Exports of earlier studies on the same reference: a calibration before this study's first export.
+    prior: Sequence[Prior] = ()
     _model: ChainModel = field(init=False)
     _memo: dict[tuple[tuple[str, float], ...], Prediction] = field(init=False, default_factory=dict)
     _proposed: dict[Any, Proposal] = field(init=False, default_factory=dict)
@@ -305,15 +372,18 @@ class ModelSearch:
         hit = self._memo.get(key)
         if hit is not None:
             return hit
-        p = self._model.predict(self.chain_for(flat))
-        out = Prediction(
+        out = self._predict_chain(self.chain_for(flat))
+        if len(self._memo) < 20000:
+            self._memo[key] = out
+        return out
+
+    def _predict_chain(self, chain: ChainParams) -> Prediction:
+        p = self._model.predict(chain)
+        return Prediction(
             gated_lufs(p.energy, self.features),
             20.0 * math.log10(p.peak) if p.peak > 0 else -math.inf,
             p.glue_gr_db + p.limiter_gr_db,
         )
-        if len(self._memo) < 20000:
-            self._memo[key] = out
-        return out
 
     def chain_for(self, flat: Mapping[str, float]) -> ChainParams:
         """The model's chain for flat Optuna params over the state Live holds."""
@@ -392,10 +462,12 @@ class ModelSearch:
                 ceiling = name
         return [n for _, n in sorted(gains)], ceiling
 
-    def _post_chain_db(self, obs: Sequence[Observation]) -> float:
+    def _post_chain_db(self, obs: Sequence[Observation], with_prior: bool = False) -> float:
         """How much louder the measured peaks are than the model's: gain after the chain (a fader), or a
         limiter that overshoots. The most any export showed, so a proposal's peak errs on the safe side."""
         offsets = [o.peak_db - self.predict(o.params).peak_db for o in obs]
+        if with_prior:
+            offsets += [pr.peak_db - self._predict_chain(pr.chain).peak_db for pr in self.prior]
         finite = [d for d in offsets if math.isfinite(d)]
         return max(finite) if finite else 0.0
 
@@ -404,6 +476,10 @@ class ModelSearch:
         went over the limit (by what that export shows comes after the chain). Changing only on a failure
         keeps the line fixed while the secant converges on it."""
         c = self.peak_limit_dbfs - PEAK_SAFETY_DB
+        for pr in self.prior:  # fixed for the whole study: any gain after the chain they showed counts
+            after = pr.peak_db - self._predict_chain(pr.chain).peak_db
+            if math.isfinite(after) and after > PRIOR_AFTER_CHAIN_DB:
+                c = min(c, self.peak_limit_dbfs - PEAK_SAFETY_DB - after)
         for o in obs:
             if o.peak_db > self.peak_limit_dbfs:
                 after = o.peak_db - self.predict(o.params).peak_db
@@ -433,7 +509,7 @@ class ModelSearch:
         line = self.line(obs)
         if self.refine or line is None:
             out = self._offline(obs, "offline" if obs else "model")
-        elif not obs:
+        elif not obs and not self.prior:
             first = self._model_proposal()
             out = first if first.reachable else self._at_end(line, first, obs)
         else:
@@ -450,6 +526,7 @@ class ModelSearch:
 
     def _step(self, line: DriveLine, obs: Sequence[Observation]) -> Proposal:
         points = [Point(line.position_of(o.params), self.predict(o.params).lufs, o.lufs) for o in obs]
+        points += [Point(None, self._predict_chain(pr.chain).lufs, pr.lufs) for pr in self.prior]
         on_line = [q for q in points if q.position is not None]
         step = next_position(
             on_line if len(on_line) >= 2 else points,
@@ -459,7 +536,7 @@ class ModelSearch:
         flat = line.at(step.position)
         p = self.predict(flat)
         lufs = step.expected(p.lufs)
-        peak = p.peak_db + self._post_chain_db(obs)
+        peak = p.peak_db + self._post_chain_db(obs, with_prior=True)
         reachable = abs(lufs - self.target_lufs) <= self.tolerance and peak <= self.peak_limit_dbfs
         verdict: Literal["louder", "quieter"] | None = None
         if step.how == "exhausted":

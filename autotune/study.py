@@ -343,10 +343,12 @@ def _objective(
         except TrialFailed as e:
             record(trial, e.receipt)
             raise
-        if plan.model is not None and plan.model.from_cache:
-            _check_cached_reference(plan, trial, receipt, log)
+        from_cache = plan.model is not None and plan.model.from_cache
+        if from_cache:
+            _check_cached_reference(plan, trial, proposal, receipt, log)
         if plan.model is not None:
-            _diagnose(plan, rig, trial, proposal, receipt, log)
+            _diagnose(plan, trial, proposal, receipt, from_cache, log)
+            _remember(plan, settings, study, trial, receipt)
         if plan.model is not None and not (
             receipt["results"]["pass_lufs"] and receipt["results"]["pass_peak"]
         ):
@@ -598,6 +600,19 @@ def _model_sampler(
     if isinstance(dry, dict) and dry.get("judged_for") == judged and not plan.refine:
         plan.dry_pass = dry
         return None
+    sha = str(study.user_attrs.get("reference_sha256", ""))
+    prior = (
+        []
+        if plan.refine or not sha
+        else modelsearch.ReferenceCache(settings.cache_dir / "references").priors(
+            sha, exclude_study=study.study_name
+        )
+    )
+    if prior:
+        log(
+            f"  Calibrated by {len(prior)} earlier export{'s' if len(prior) != 1 else ''} of this set "
+            "(same dry reference)"
+        )
     search = modelsearch.ModelSearch(
         feats,
         plan.space,
@@ -608,6 +623,7 @@ def _model_sampler(
         config.lufs_tolerance,
         seed=random.SystemRandom().randrange(2**31) if seed is None else seed,  # workers differ unless seeded
         refine=plan.refine,
+        prior=prior,
     )
     first = search.propose(modelsearch.observations(study, plan.space))
     if not first.reachable and first.exports_used == 0:
@@ -631,12 +647,21 @@ def _model_sampler(
 STALE_REFERENCE_LU = 1.0
 
 
-def _check_cached_reference(plan: _Plan, trial: optuna.Trial, receipt: dict[str, Any], log: Log) -> None:
-    """After the first export on a cached reference: does the model still describe this song?"""
+def _check_cached_reference(
+    plan: _Plan,
+    trial: optuna.Trial,
+    proposal: modelsearch.Proposal | None,
+    receipt: dict[str, Any],
+    log: Log,
+) -> None:
+    """After the first export on a cached reference: does the model still describe this song? Calibrated
+    by earlier exports of the set, the prediction to check is the corrected one; else the bare model's."""
     assert plan.model is not None
     plan.model.from_cache = False
     here = {k: float(v) for k, v in trial.params.items() if k in plan.space}
-    off = receipt["results"]["lufs_i"] - plan.model.search.predict(here).lufs
+    search = plan.model.search
+    expected = proposal.lufs if proposal is not None and search.prior else search.predict(here).lufs
+    off = receipt["results"]["lufs_i"] - expected
     if abs(off) > STALE_REFERENCE_LU:
         log(f"  ⚠ The cached dry reference does not fit this song (the model is off by {off:+.2f} LU)")
         plan.model.stale = True
@@ -661,7 +686,11 @@ def _refresh_reference(
             return
         log("  Exporting a fresh dry reference...")
         feats, _ = _reference(study, rig, plan, settings, True, log)
-        plan.model.search = dataclasses.replace(plan.model.search, features=feats)
+        sha = str(study.user_attrs.get("reference_sha256", ""))
+        prior = modelsearch.ReferenceCache(settings.cache_dir / "references").priors(
+            sha, exclude_study=study.study_name
+        )  # the stale reference's calibration was another song's
+        plan.model.search = dataclasses.replace(plan.model.search, features=feats, prior=prior)
 
     return callback
 
@@ -738,12 +767,30 @@ def _judged_for(target: float, limit: float, tolerance: float, space: Mapping[st
     }
 
 
+def _remember(
+    plan: _Plan, settings: Settings, study: optuna.Study, trial: optuna.Trial, receipt: dict[str, Any]
+) -> None:
+    """Keeps this export with the dry reference it was predicted from, for later studies of the set."""
+    assert plan.model is not None
+    sha = study.user_attrs.get("reference_sha256")
+    here = {k: float(v) for k, v in trial.params.items() if k in plan.space}
+    if not isinstance(sha, str) or plan.model.stale or len(here) != len(plan.space):
+        return
+    res = receipt["results"]
+    chain = plan.model.search.chain_for(here)
+    prior = modelsearch.Prior(chain, float(res["lufs_i"]), float(res["peak_dbfs"]), study.study_name)
+    with contextlib.suppress(
+        OSError
+    ):  # a cache that cannot be written costs later studies an export, no more
+        modelsearch.ReferenceCache(settings.cache_dir / "references").remember(sha, prior)
+
+
 def _diagnose(
     plan: _Plan,
-    rig: Rig,
     trial: optuna.Trial,
     proposal: modelsearch.Proposal | None,
     receipt: dict[str, Any],
+    from_cache: bool,
     log: Log,
 ) -> None:
     """Says what this export tells about the rig (gain after the chain, a first prediction far off)."""
@@ -760,7 +807,7 @@ def _diagnose(
         predicted_lufs=None if proposal is None else proposal.lufs,
         first=proposal is not None and not plan.first_checked,
         findings=plan.findings,
-        from_cache=plan.model.from_cache,
+        from_cache=from_cache,
     )
     if proposal is not None:
         plan.first_checked = True

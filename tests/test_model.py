@@ -596,3 +596,45 @@ def test_devices_left_off_by_a_killed_reference_export_are_switched_on_by_the_ne
         assert "left the devices off: switched on again" in out and "TARGET HIT" in out
         assert devices["Glue Compressor"].on and devices["Limiter"].on
         assert not (model_project / ".cache" / "references" / "devices-off.json").exists()
+
+
+# -- 10. a Live the model was not built against -------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_later_study_of_the_set_starts_from_its_earlier_exports(
+    model_project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second study of a set has its dry reference cached and the exports of the first study: on a
+    plant the model does not know, they calibrate the first prediction, which must then pass."""
+    monkeypatch.setenv("AUTOTUNE_SIM_PHYSICS", "vintage")
+    monkeypatch.setenv("AUTOTUNE_SIM_SONG", "dense")
+    first = write_config(model_project, "streaming.json", "one.json", target_lufs=-12.0)
+    assert main(["optimize", first, "--sampler", "model", "--trials", "8"]) == 0
+    n = len(receipts(model_project))
+    second = write_config(model_project, "streaming.json", "two.json", target_lufs=-11.0)
+    assert main(["optimize", second, "--sampler", "model", "--trials", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "Dry reference: cached" in out and "Calibrated by" in out
+    rows = receipts(model_project)[n:]
+    assert [r["id"] for r in rows] == ["trial-0"]  # one export: no reference, no second trial
+    assert rows[0]["results"]["pass_lufs"] and rows[0]["results"]["pass_peak"]
+
+
+@pytest.mark.slow
+def test_a_dry_mix_that_already_meets_the_target_stops_after_the_reference(
+    model_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo's dry mix measures about -18.3 LUFS with its peak at -3.8 dBFS: a -18 LUFS target under
+    -1 dBFS needs no processing, and the user is told so after the one export that shows it."""
+    config = write_config(model_project, "streaming.json", "dry.json", target_lufs=-18.0)
+    assert main(["optimize", config, "--sampler", "model", "--trials", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "dry mix already meets the target" in out
+    rows = receipts(model_project)
+    assert [r["id"] for r in rows] == [REFERENCE_ID]
+    study = optuna.load_study(study_name="dry-optimize", storage=STORAGE)
+    assert study.trials == []
+    assert main(["optimize", config, "--sampler", "model", "--trials", "8"]) == 0  # a rerun says it again
+    assert "dry mix already meets the target" in capsys.readouterr().out
+    assert len(receipts(model_project)) == 1
