@@ -506,7 +506,8 @@ def _run(
         else f"Setting fader of track {chain.track.label} to 0.0 dB..."
     )
     how = chain.set_fader_0db(confirm_by_hand if sys.stdin is not None and sys.stdin.isatty() else None)
-    log("  ✓ Master fader set to 0.0 dB" + ("" if how == "over OSC" else f" ({how})"))
+    whose = "Master fader" if chain.track.is_master else f"Fader of track {chain.track.label}"
+    log(f"  ✓ {whose} set to 0.0 dB" + ("" if how == "over OSC" else f" ({how})"))
     if sweep or with_runs:
         _enqueue_runs(study, config.runs, log)
     if plan.sampler_label == "model":

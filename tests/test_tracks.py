@@ -123,6 +123,8 @@ def test_sweep_on_stock_abletonosc_says_what_to_change(project: Path, capsys, mo
     out = capsys.readouterr().out
     assert "Resolving devices on track 3 ('Mix Bus')..." in out
     assert "Setting fader of track 3 ('Mix Bus') to 0.0 dB..." in out
+    assert "✓ Fader of track 3 ('Mix Bus') set to 0.0 dB" in out
+    assert "Master fader" not in out  # it is the bus's fader, not the master's
     assert len((project / "output" / "experiments.jsonl").read_text().splitlines()) == 3
 
 
