@@ -153,6 +153,7 @@ def next_position(
     points: Sequence[Point],
     target: float,
     predicted_at: Callable[[float], float],
+    tolerance: float | None = None,
 ) -> Step:
     """Where on the line to export next so the measured loudness lands on `target`.
 
@@ -161,7 +162,11 @@ def next_position(
     the line. It is then safeguarded by the measurements on the line: it must land inside the bracket they
     form around the target (else the bracket is bisected), and never on a measured position. Loudness is
     monotone along the line, so the bracket shrinks every step and the search converges whatever the model
-    says; the model only makes it fast."""
+    says; the model only makes it fast.
+
+    With a `tolerance`, while every measurement so far falls short on one side, an end of the line that the
+    corrected model expects to reach the target by no more than the tolerance is tried at once: it either
+    passes or is the measurement that proves the target out of reach, one export sooner."""
     if not points:
         raise ValueError("next_position needs at least one measurement")
     # The model's loudness is finite wherever the chain plays something; a silent point says nothing.
@@ -191,6 +196,14 @@ def next_position(
         position, how = lo + 0.5 * (1.0 - lo), "bisect"
     elif hi is not None and position >= hi - SAME_POSITION:
         position, how = 0.5 * hi, "bisect"
+    slope_step = Step(position, how, near.predicted, near.measured, slope)
+    measured_at = {round(q, 6) for q in on_line}
+    if tolerance is not None and hi is None and 1.0 not in measured_at:
+        if slope_step.expected(predicted_at(1.0)) <= target + tolerance:
+            position, how = 1.0, "end"
+    elif tolerance is not None and lo is None and 0.0 not in measured_at:  # noqa: SIM102
+        if slope_step.expected(predicted_at(0.0)) >= target - tolerance:
+            position, how = 0.0, "end"
     if position >= 1.0 - SAME_POSITION:
         position, how = 1.0, "end"
     elif position <= SAME_POSITION:

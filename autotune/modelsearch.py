@@ -532,6 +532,7 @@ class ModelSearch:
             on_line if len(on_line) >= 2 else points,
             self.target_lufs,
             lambda pos: self.predict(line.at(pos)).lufs,
+            self.tolerance,
         )
         flat = line.at(step.position)
         p = self.predict(flat)

@@ -81,7 +81,7 @@ def search(
     for _ in range(budget):
         if abs(points[-1].measured - target) <= tolerance:
             return [p.measured for p in points], "hit"
-        step = next_position(points, target, model)
+        step = next_position(points, target, model, tolerance)
         if step.how == "exhausted":
             return [p.measured for p in points], "exhausted"
         assert all(abs(step.position - p.position) > 1e-5 for p in points if p.position is not None)
@@ -130,6 +130,15 @@ def test_out_of_reach_only_after_the_end_of_the_line_is_measured(target: float, 
     measured, outcome = search(plant, model, target, 0.5)
     assert outcome == "exhausted"
     assert measured[-1] == pytest.approx(plant(end))  # the last export was the end itself
+    assert len(measured) <= 2  # the first trial, then the end that proves it
+
+
+@pytest.mark.parametrize("slope", [0.5, 2.0])
+def test_a_target_reachable_by_a_hair_is_reached_at_the_end_of_the_line(slope: float) -> None:
+    plant = plant_curve(-24.0, -8.0, 3.0)
+    model = lambda s: -16.0 + slope * (plant(s) + 16.0)  # noqa: E731
+    measured, outcome = search(plant, model, -8.45, 0.3)
+    assert outcome == "hit" and measured[-1] == pytest.approx(-8.0)
     assert len(measured) <= 3
 
 
