@@ -8,7 +8,6 @@ from typing import Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from autotune.dsp import PHYSICS, SONGS
 from autotune.errors import ConfigError
 
 
@@ -36,6 +35,14 @@ class Settings(BaseSettings):
     sim_chain_on: Literal["master", "bus"] = "master"
     sim_physics: str = "model"
     sim_song: str = "demo"
+    #: Where the recordings' loops are (Debian's sonic-pi-samples installs them here).
+    sim_samples_dir: Path = Path("/usr/share/sonic-pi/samples")
+    #: Stress for benchmarks (autotune.sim.plants.Stress): the devices' input calibration offset (dB), the
+    #: factor by which Makeup and the Limiter's Gain act relative to what they show, and a gain after the
+    #: chain that OSC cannot see (dB).
+    sim_input_offset_db: float = Field(default=0.0, ge=-24.0, le=24.0)
+    sim_drive_slope: float = Field(default=1.0, gt=0.0, le=10.0)
+    sim_post_gain_db: float = Field(default=0.0, ge=-24.0, le=24.0)
     data_dir: Path = Path("data")
     heartbeat_s: int = Field(default=5, ge=1, le=600)
     grace_s: int = Field(default=20, ge=2, le=3600)
@@ -43,7 +50,10 @@ class Settings(BaseSettings):
     @field_validator("sim_physics", "sim_song")
     @classmethod
     def _known_preset(cls, v: str, info: ValidationInfo) -> str:
-        what, known = ("physics", PHYSICS) if info.field_name == "sim_physics" else ("song", SONGS)
+        # The names only (a module that imports neither pedalboard nor the server), and only when given.
+        from autotune.sim.presets import PHYSICS_NAMES, SONG_NAMES
+
+        what, known = ("physics", PHYSICS_NAMES) if info.field_name == "sim_physics" else ("song", SONG_NAMES)
         if v not in known:
             raise ValueError(f"unknown {what} (choose from {', '.join(known)})")
         return v

@@ -1,42 +1,32 @@
-"""The virtual Live backend: only imported when the user picks `--backend sim` or `--export sim`."""
+"""The virtual Live backend: only imported when the user picks `--backend sim` or `--export sim`.
+
+The package's names load lazily, so `autotune.sim.presets` (the preset names the settings validate against)
+can be imported without the UDP server, the OSC client or any plant's DSP.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from autotune.live.client import OscClient
-from autotune.live.errors import ExportFailed, LiveError
-from autotune.live.export import RULE
-from autotune.sim.liveset import SimSong
-from autotune.sim.server import EXPORT_ADDRESS, SimOptions, VirtualLive
+if TYPE_CHECKING:
+    from autotune.sim.exporter import SimExporter
+    from autotune.sim.liveset import SimSong
+    from autotune.sim.plants import Stress
+    from autotune.sim.server import SimOptions, VirtualLive
 
-__all__ = ["SimExporter", "SimOptions", "SimSong", "VirtualLive"]
+__all__ = ["SimExporter", "SimOptions", "SimSong", "Stress", "VirtualLive"]
+
+_WHERE = {
+    "SimExporter": "autotune.sim.exporter",
+    "SimOptions": "autotune.sim.server",
+    "SimSong": "autotune.sim.liveset",
+    "Stress": "autotune.sim.plants",
+    "VirtualLive": "autotune.sim.server",
+}
 
 
-class SimExporter:
-    """The virtual Live's Export dialog, driven over the same OSC connection as everything else."""
-
-    name = "sim"
-
-    def __init__(self, osc: OscClient, log: Callable[[str], None] = print) -> None:
-        self.osc = osc
-        self.log = log
-
-    def trigger(self, path: Path, display_path: str) -> None:
-        self.log(RULE)
-        self.log(f"📤 AUTO-EXPORTING: {path.name}")
-        self.log(RULE)
-        try:
-            # A lost acknowledgement only makes the virtual Live render the same file again: retrying is safe.
-            self.osc.query(
-                EXPORT_ADDRESS, str(path.resolve()), timeout=max(self.osc.timeout, 10.0), retries=2
-            )
-        except LiveError as e:
-            raise ExportFailed(f"the virtual Live did not start the export: {e}") from None
-
-    def problem(self) -> str | None:
-        return None
-
-    def close(self) -> None:
-        pass
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'autotune.sim' has no attribute {name!r}")

@@ -4,6 +4,18 @@ Raw ranges are not all "raw = dB": Makeup and Dry/Wet are raw 0..1, the Limiter'
 raw 0..1, Ratio, Attack and Glue's Release are stepped displays over raw 0..1 that report not quantized (as
 Live's Glue does). `value_string` is computed from the raw value, so it is the only truthful way to learn
 what a raw value means, exactly as with a real Live.
+
+Every display means what it means in Live (Live's reference manual; ../shared/spec/abletonosc-facts.md):
+
+- Glue Compressor **Range** is shown in negative dB, raw 0..1 -> "0.0 dB".."-70.0 dB" (linear), default
+  "-70.0 dB", which emulates the hardware; at "0.0 dB" no compression occurs. The device's gain reduction is
+  capped at the magnitude shown (`GlueParams.range_db` = |display|).
+- Glue **Release**'s last step shows "Auto" (program dependent; `GlueParams.release_s` None).
+- Limiter **Auto** (both Live 11 and 12 names) on means the release is the device's own: it maps to
+  `LimiterParams.auto_release`, and the Release value does not act.
+- Limiter **Link** / **Link Channels** off is L/R mode: each channel is limited on its own.
+- Limiter **Mode** (Live 12.1) Standard / Soft Clip / True Peak; in Standard the ceiling is a sample peak.
+- Track volume raw 0.85 is 0 dB and 1.0 is +6 dB; faders act after the devices.
 """
 
 from __future__ import annotations
@@ -28,6 +40,9 @@ Addressing = Literal["minus-1000", "master-string", "append", "namespace", "stoc
 #: track is routed to (the layout that works with stock AbletonOSC).
 ChainOn = Literal["master", "bus"]
 BUS_NAME = "Mix Bus"
+#: A chain device as the virtual Live renders it: the DSP's stages (a gain, a Glue, a stereo-linked Limiter),
+#: or a Limiter in L/R mode ("limiter_lr": Link off, each channel limited on its own).
+SimStage = Stage | tuple[Literal["limiter_lr"], LimiterParams]
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,19 @@ def _log_ms(lo_ms: float, hi_ms: float) -> Law:
 
 def _switch(words: tuple[str, ...] = ("Off", "On")) -> Law:
     return Law(lambda r: float(round(r)), lambda r: words[min(len(words) - 1, max(0, round(r)))])
+
+
+def _negative_db(magnitude: float, decimals: int = 1) -> Law:
+    """Raw 0..1 shown as 0 .. -`magnitude` dB (Glue's Range): the physical value is the negative number shown."""
+
+    def phys(r: float) -> float:
+        return -magnitude * r
+
+    def display(r: float) -> str:
+        text = f"{phys(r):.{decimals}f}"
+        return f"{0.0:.{decimals}f} dB" if float(text) == 0.0 else f"{text} dB"  # "0.0 dB", never "-0.0 dB"
+
+    return Law(phys, display)
 
 
 def _percent() -> Law:
@@ -141,6 +169,8 @@ GLUE_RATIOS: list[float | None] = [2.0, 4.0, 10.0]
 GLUE_ATTACKS_MS: list[float | None] = [0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0]
 GLUE_RELEASES_S: list[float | None] = [0.1, 0.2, 0.4, 0.6, 0.8, 1.2, None]
 LOOKAHEADS_MS = (1.5, 3.0, 6.0)
+#: Glue's Range spans 0 dB (no compression) to -70 dB (the hardware's behaviour, the default).
+GLUE_RANGE_DB = 70.0
 LIMITER_MODES = ("Standard", "Soft Clip", "True Peak")
 
 
@@ -154,7 +184,7 @@ def glue_compressor() -> SimDevice:
             SimParameter("Attack", 0, 1, 5 / 7 + 0.01, _steps(GLUE_ATTACKS_MS, lambda v: f"{v:g} ms")),
             SimParameter("Release", 0, 1, 2 / 7 + 0.01, _steps(GLUE_RELEASES_S, lambda v: f"{v:.1f} s")),
             SimParameter("Peak Clip In", 0, 1, 0, _switch(), True),
-            SimParameter("Range", 0, 70, 70, _db(1)),
+            SimParameter("Range", 0, 1, 1, _negative_db(GLUE_RANGE_DB)),
             SimParameter("Makeup", 0, 1, 0, _scaled_db(0.0, 20.0)),
             SimParameter("Dry/Wet", 0, 1, 1, _percent()),
             SimParameter("S/C On", 0, 1, 0, _switch(), True),
@@ -255,9 +285,10 @@ class SimSong:
     def bus(self) -> SimTrack:
         return next(t for t in self.tracks if t.name == BUS_NAME)
 
-    def stages(self) -> tuple[tuple[Stage, ...], float]:
-        """The chain's devices in their order on the track, and the total fader gain after them (dB)."""
-        stages: list[Stage] = []
+    def stages(self) -> tuple[tuple[SimStage, ...], float]:
+        """The chain's switched-on devices in their order on the track, and the total fader gain after them
+        (dB): the master's, plus the bus's when the chain is on the bus."""
+        stages: list[SimStage] = []
         for dev in self.chain_track().devices:
             if not dev.on:
                 continue
@@ -266,41 +297,41 @@ class SimSong:
                     ("gain", -200.0 if dev.param("Mute").value >= 0.5 else float(dev.physical("Gain")))
                 )
             elif dev.name == "Glue Compressor":
-                stages.append(
-                    (
-                        "glue",
-                        GlueParams(
-                            threshold_db=dev.physical("Threshold"),
-                            ratio=dev.physical("Ratio"),
-                            attack_ms=dev.physical("Attack"),
-                            release_s=dev.param("Release").physical,
-                            makeup_db=dev.physical("Makeup"),
-                            range_db=dev.physical("Range"),
-                            dry_wet=dev.physical("Dry/Wet") / 100.0,
-                            peak_clip=dev.param("Peak Clip In").value >= 0.5,
-                        ),
-                    )
-                )
+                stages.append(("glue", self._glue(dev)))
             elif dev.name == "Limiter":
                 live11 = self.names == "live11"
-                mode = (
-                    "standard"
-                    if live11
-                    else ("standard", "soft_clip", "true_peak")[round(dev.param("Mode").value)]
-                )
-                stages.append(
-                    (
-                        "limiter",
-                        LimiterParams(
-                            gain_db=dev.physical("Gain" if live11 else "Input Gain"),
-                            ceiling_db=dev.physical("Ceiling"),
-                            release_ms=dev.physical("Release time" if live11 else "Release") * 1000.0,
-                            lookahead_ms=dev.physical("Lookahead") * 1000.0,
-                            mode=mode,  # type: ignore[arg-type]
-                        ),
-                    )
-                )
+                link = dev.param("Link Channels" if live11 else "Link").value >= 0.5
+                stages.append(("limiter", self._limiter(dev)) if link else ("limiter_lr", self._limiter(dev)))
         fader = fader_db(self.master.volume)
         if self.chain_on == "bus":
             fader += fader_db(self.bus.volume)
         return tuple(stages), fader
+
+    @staticmethod
+    def _glue(dev: SimDevice) -> GlueParams:
+        return GlueParams(
+            threshold_db=dev.physical("Threshold"),
+            ratio=dev.physical("Ratio"),
+            attack_ms=dev.physical("Attack"),
+            release_s=dev.param("Release").physical,
+            makeup_db=dev.physical("Makeup"),
+            # Range shows negative dB (-70 dB: up to 70 dB of reduction; 0 dB: none); the DSP takes the
+            # positive magnitude of the reduction it allows.
+            range_db=abs(dev.physical("Range")),
+            dry_wet=dev.physical("Dry/Wet") / 100.0,
+            peak_clip=dev.param("Peak Clip In").value >= 0.5,
+        )
+
+    def _limiter(self, dev: SimDevice) -> LimiterParams:
+        live11 = self.names == "live11"
+        mode: Literal["standard", "soft_clip", "true_peak"] = (
+            "standard" if live11 else ("standard", "soft_clip", "true_peak")[round(dev.param("Mode").value)]
+        )
+        return LimiterParams(
+            gain_db=dev.physical("Gain" if live11 else "Input Gain"),
+            ceiling_db=dev.physical("Ceiling"),
+            release_ms=dev.physical("Release time" if live11 else "Release") * 1000.0,
+            lookahead_ms=dev.physical("Lookahead") * 1000.0,
+            mode=mode,
+            auto_release=dev.param("Auto").value >= 0.5,
+        )

@@ -5,6 +5,10 @@ echoed; setters are silent; unknown addresses and failing handlers answer `/live
 next message waits one processing tick, as in Live. `/autotune/sim/export <path>` is the virtual Live's
 stand-in for Live's Export dialog: it renders the demo song through the master chain and writes a WAV the
 way a DAW does (header first with placeholder sizes, audio in chunks, sizes patched last).
+
+The song is a synthesised demo (`autotune.dsp.SONGS`) or a real recording (`autotune.sim.recordings`); the
+plant that renders it is `autotune.sim.plants`' (the model's physics, a variant, or third-party DSP), with
+the options' `Stress` on top.
 """
 
 from __future__ import annotations
@@ -25,10 +29,21 @@ import numpy as np
 import soundfile as sf
 
 from autotune.dsp import demo_track
-from autotune.dsp.chain import Physics, Stage, render_stages
+from autotune.dsp.chain import Physics
 from autotune.dsp.demo import DemoSpec
 from autotune.live.client import OscArg, build_message, parse_datagram
-from autotune.sim.liveset import Addressing, ChainOn, Names, SimDevice, SimParameter, SimSong, SimTrack
+from autotune.sim.liveset import (
+    Addressing,
+    ChainOn,
+    Names,
+    SimDevice,
+    SimParameter,
+    SimSong,
+    SimStage,
+    SimTrack,
+)
+from autotune.sim.plants import Stress, make_plant
+from autotune.sim.recordings import RecordingSpec, build_recording
 
 EXPORT_ADDRESS = "/autotune/sim/export"
 Handler = Callable[[tuple[Any, ...]], tuple[OscArg, ...] | None]
@@ -42,20 +57,24 @@ class SimOptions:
     error_tick_s: float = 0.1
     export_chunks: int = 8
     export_chunk_delay_s: float = 0.005
-    demo: DemoSpec = field(default_factory=DemoSpec)
+    #: The song the set plays: a synthesised demo, or a real recording (`autotune.sim.recordings`).
+    demo: DemoSpec | RecordingSpec = field(default_factory=DemoSpec)
     cache_dir: Path | None = None
-    #: How the devices behave: the model's physics by default, a plant the model does not know otherwise.
-    physics: Physics = field(default_factory=Physics)
+    #: How the devices behave: the model's physics by default, a `Physics` plant the model does not know, or
+    #: a plant's name ("pedalboard": third-party DSP; `autotune.sim.plants.make_plant`).
+    physics: Physics | str = field(default_factory=Physics)
+    #: Deliberate disagreements with the model (input offset, drive slope, gain after the chain).
+    stress: Stress = field(default_factory=Stress)
 
 
 class DemoSource:
-    """The demo song, synthesised once per process and cached on disk under the project's cache folder."""
+    """The song (demo or recording), made once per process and cached on disk under the cache folder."""
 
     _memo: ClassVar[dict[str, np.ndarray]] = {}
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
     @classmethod
-    def get(cls, spec: DemoSpec, cache_dir: Path | None) -> np.ndarray:
+    def get(cls, spec: DemoSpec | RecordingSpec, cache_dir: Path | None) -> np.ndarray:
         key = spec.cache_key()
         with cls._lock:
             if key in cls._memo:
@@ -68,7 +87,8 @@ class DemoSource:
                 except (OSError, ValueError):
                     audio = None
             if audio is None:
-                audio = demo_track(spec).astype(np.float32)
+                made = build_recording(spec) if isinstance(spec, RecordingSpec) else demo_track(spec)
+                audio = made.astype(np.float32)
                 if path is not None:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     tmp = path.with_suffix(
@@ -93,6 +113,10 @@ class VirtualLive:
         options: SimOptions | None = None,
     ) -> None:
         self.options = options or SimOptions()
+        # A missing plant package or recording is one line now, not an error at the first export.
+        self.plant = make_plant(self.options.physics)
+        if isinstance(self.options.demo, RecordingSpec):
+            self.options.demo.check()
         self.song = SimSong(
             names=self.options.names, addressing=self.options.addressing, chain_on=self.options.chain_on
         )
@@ -104,7 +128,7 @@ class VirtualLive:
         self.host, self.port = self._sock.getsockname()[:2]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._renders: OrderedDict[tuple[tuple[Stage, ...], float], bytes] = OrderedDict()
+        self._renders: OrderedDict[tuple[tuple[SimStage, ...], float], bytes] = OrderedDict()
         self._exports: list[threading.Thread] = []
         self.received: list[tuple[str, tuple[Any, ...]]] = []
         self.export_done: dict[str, float] = {}  # path -> time.monotonic() when its last byte was written
@@ -233,14 +257,15 @@ class VirtualLive:
 
     # -- export -------------------------------------------------------------------------------------
     def render_wav(self) -> bytes:
-        """The current master chain's export as WAV bytes (24-bit, the demo's rate); memoised by settings."""
+        """The current chain's export as WAV bytes (24-bit, the song's rate), rendered by the plant; memoised
+        by settings."""
         stages, fader = self.song.stages()
         key = (stages, fader)
         if key in self._renders:
             self._renders.move_to_end(key)
             return self._renders[key]
         source = DemoSource.get(self.options.demo, self.options.cache_dir)
-        y = render_stages(source, self.options.demo.sample_rate, stages, fader, self.options.physics)
+        y = self.plant.render(source, self.options.demo.sample_rate, stages, fader, self.options.stress)
         buf = io.BytesIO()
         sf.write(buf, np.clip(y, -1.0, 1.0), self.options.demo.sample_rate, subtype="PCM_24", format="WAV")
         data = buf.getvalue()
