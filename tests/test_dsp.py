@@ -499,7 +499,7 @@ def test_default_demo_is_unchanged() -> None:
     assert DemoSpec().cache_key() == "demo-v1-30s-48000-7-120-0--4--9--3.8"
 
 
-@pytest.mark.parametrize(("index", "glue", "lim"), [(i, g, l) for i, (g, l) in enumerate(PINNED)])
+@pytest.mark.parametrize(("index", "glue", "lim"), [(i, glue, lim) for i, (glue, lim) in enumerate(PINNED)])
 def test_default_physics_renders_as_before(index: int, glue: GlueParams, lim: LimiterParams) -> None:
     x = short_demo()
     params = ChainParams(glue=glue, limiter=lim, fader_db=-1.5)

@@ -432,7 +432,7 @@ def _sim_solve(device: SimDevice, name: str, target: float) -> tuple[SimParamete
         ("glue", "Attack", 0.0003, "0.3 ms"),
         ("glue", "Release", 0.4, "0.4 s"),
         ("glue", "Release", 1.2, "1.2 s"),
-        ("glue", "Range", 12.5, "12.5 dB"),
+        ("glue", "Range", -12.5, "-12.5 dB"),
         ("glue", "Dry/Wet", 50.0, "50 %"),
         ("glue", "Dry/Wet", 100.0, "100 %"),
         ("limiter", "Ceiling", -6.5, "-6.50 dB"),
