@@ -150,5 +150,22 @@ def read_state(
             else:
                 expected = "On or Off"
             findings.append(Finding(device, label, text, expected, f"{_default(role, name)!r} ({name})"))
+        if role == "limiter":
+            findings.extend(_check_link(read_text, alias))
     p = ChainParams()
     return replace(p, glue=replace(p.glue, **glue), limiter=replace(p.limiter, **lim)), findings
+
+
+def _check_link(read_text: Callable[[str, str], str], alias: str) -> list[Finding]:
+    """Stereo link (Live 12 `Link`, Live 11 `Link Channels`): the model limits both channels together;
+    in L/R mode each channel is limited on its own and the chain gets louder than it predicts."""
+    for key, label in (("link", "Link"), ("link_channels", "Link Channels")):
+        try:
+            text = read_text(alias, key)
+        except Exception:
+            continue
+        word = text.strip().lower()
+        if word in ("on", "stereo", "linked"):
+            return []
+        return [Finding("Limiter", label, text, "On (stereo linked)", "linked channels")]
+    return []

@@ -23,6 +23,7 @@ LIVE = {
     ("limiter", "lookahead_ms"): "3.0 ms",
     ("limiter", "auto"): "On",
     ("limiter", "mode"): "True Peak",
+    ("limiter", "link"): "On",
 }
 
 
@@ -58,6 +59,7 @@ def test_range_at_0_db_means_no_compression() -> None:
         (("glue", "threshold_db"), "50 %", "Threshold"),  # a unit never seen there
         (("limiter", "mode"), "Vintage", "Mode"),
         (("limiter", "auto"), "Maybe", "Auto"),
+        (("limiter", "link"), "Off", "Link"),  # L/R limiting: louder than the linked model predicts
     ],
 )
 def test_a_display_not_understood_is_reported_not_predicted_from(
