@@ -15,9 +15,13 @@ its own simulator. Every preset keeps the contract a producer relies on (ceiling
 
 from __future__ import annotations
 
+import importlib
 import math
+import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,6 +36,75 @@ GLUE_BLOCK = 32
 GLUE_KNEE_DB = 6.0
 #: Glue's "Auto" release is program dependent; the model uses a fixed middle value.
 GLUE_AUTO_RELEASE_S = 0.3
+
+
+# -- compiled kernels -------------------------------------------------------------------------------
+#
+# The sequential parts of the physics (the Glue's attack/release ballistics, the chain model's limiter
+# envelope) are loops no numpy expression computes exactly. When numba is installed they are compiled on
+# first use (and cached on disk beside this file, so a later process only loads them); without it, or
+# with AUTOTUNE_NUMBA=0, every caller runs its numpy / pure-Python code instead, which gives the same
+# numbers within rounding (tests/test_model_speed.py holds both to the straightforward loop).
+
+_NUMBA: Any = None  # the numba module once imported; False when it is unavailable or switched off
+_COMPILED: dict[Callable[..., Any], Callable[..., Any]] = {}
+_COMPILE_LOCK = threading.Lock()
+
+
+def jit(fn: Callable[..., Any], *, contract: bool = False) -> Callable[..., Any] | None:
+    """`fn` compiled by numba (nopython, cached on disk), or None when numba is not there to compile it.
+    `contract` lets LLVM fuse a multiply and an add into one FMA (one rounding instead of two).
+
+    Importing numba costs a few hundred milliseconds, so nothing imports it before a kernel is needed:
+    starting the CLI, or a process that never predicts or renders, does not pay for it."""
+    global _NUMBA
+    kernel = _COMPILED.get(fn)
+    if kernel is not None:
+        return kernel
+    with _COMPILE_LOCK:
+        if _NUMBA is None:
+            if os.environ.get("AUTOTUNE_NUMBA", "1").strip().lower() in ("0", "false", "no", "off"):
+                _NUMBA = False
+            else:
+                try:
+                    _NUMBA = importlib.import_module("numba")
+                except ImportError:  # not installed, or built for another numpy: the numpy code runs
+                    _NUMBA = False
+        if _NUMBA is False:
+            return None
+        kernel = _COMPILED.get(fn)
+        if kernel is None:
+            options: dict[str, Any] = {"fastmath": {"contract"}} if contract else {}
+            kernel = _NUMBA.njit(cache=True, nogil=True, **options)(fn)
+            _COMPILED[fn] = kernel
+        return kernel
+
+
+def _ballistics_kernel(
+    level_db: Audio,
+    threshold_db: float,
+    slope: float,
+    knee: float,
+    range_db: float,
+    a_att: float,
+    a_rel: float,
+    out: Audio,
+) -> None:
+    """`glue_gain_reduction`'s gain computer and ballistics fused in one loop (compiled by `jit`)."""
+    half = knee / 2.0
+    g = 0.0
+    for i in range(level_db.shape[0]):
+        over = level_db[i] - threshold_db
+        if over <= -half:
+            t = 0.0
+        elif over >= half:
+            t = over * slope
+        else:
+            t = slope * (over + half) ** 2 / (2 * knee)
+        t = min(t, range_db)
+        a = a_att if t > g else a_rel
+        g = a * g + (1.0 - a) * t
+        out[i] = g
 
 
 @dataclass(frozen=True)
@@ -180,9 +253,20 @@ def glue_gain_reduction(level_db: Audio, dt: float, p: GlueParams, physics: Phys
     """Gain reduction (dB) per control block of `dt` seconds for detector levels `level_db`: the soft-knee
     gain computer, Range, then attack/release ballistics. The chain model runs this same computer on its
     own blocks."""
-    over = level_db - p.threshold_db
     slope = 1.0 - 1.0 / p.ratio
     knee = max(physics.glue_knee_db, 1e-9)
+    scale = physics.time_scale
+    a_att = float(np.exp(-dt / max(p.attack_ms / 1000.0 * scale, 1e-6)))
+    release = GLUE_AUTO_RELEASE_S if p.release_s is None else p.release_s
+    a_rel = float(np.exp(-dt / max(release * scale, 1e-6)))
+    kernel = jit(_ballistics_kernel)
+    if kernel is not None:
+        level = np.ascontiguousarray(level_db, dtype=np.float64)
+        out: Audio = np.empty(len(level))
+        kernel(level, float(p.threshold_db), slope, float(knee), float(p.range_db), a_att, a_rel, out)
+        return out
+    # Without numba: the gain computer in numpy, the ballistics in plain Python (~1 us per block).
+    over = level_db - p.threshold_db
     half = knee / 2.0
     target = np.where(
         over <= -half,
@@ -190,11 +274,6 @@ def glue_gain_reduction(level_db: Audio, dt: float, p: GlueParams, physics: Phys
         np.where(over >= half, over * slope, slope * (over + half) ** 2 / (2 * knee)),
     )
     target = np.minimum(target, p.range_db)
-
-    scale = physics.time_scale
-    a_att = float(np.exp(-dt / max(p.attack_ms / 1000.0 * scale, 1e-6)))
-    release = GLUE_AUTO_RELEASE_S if p.release_s is None else p.release_s
-    a_rel = float(np.exp(-dt / max(release * scale, 1e-6)))
     smoothed = np.empty(len(target))
     g = 0.0
     for i, t in enumerate(target.tolist()):
