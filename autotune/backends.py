@@ -2,18 +2,23 @@
 
 `sim` starts the virtual Live in-process on free loopback ports (and is the only place runtime code imports
 `autotune.sim`); `live` talks AbletonOSC to a real Live, or to `autotune sim serve` with `--export sim`.
+
+Reading Live (device-map, doctor) needs no exporter, so the exporter is built only when asked for:
+`open_backend(..., exporter=True)`, what sweep and optimize use, builds it before Live is contacted and
+refuses a bad export setting with one line; `exporter=False` builds it the first time `Backend.exporter` is
+read, if ever.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from autotune.config import SweepConfig
 from autotune.errors import ConfigError
 from autotune.live.client import OscClient
+from autotune.live.errors import LiveReadError, LiveTimeout
 from autotune.live.export import AppleScriptExporter, CommandExporter, Exporter, ManualExporter
 from autotune.settings import Settings
 
@@ -22,17 +27,43 @@ if TYPE_CHECKING:
 
 Log = Callable[[str], None]
 
+#: How an export is made once `--export auto` is resolved (`export_method`).
+ExportMethod = Literal["sim", "manual", "applescript", "command"]
 
-@dataclass
+
 class Backend:
-    osc: OscClient
-    exporter: Exporter
-    description: str
+    """An OSC client to Live, and the exporter, built the first time it is asked for."""
+
+    def __init__(
+        self,
+        osc: OscClient,
+        description: str,
+        build: Callable[[], Exporter],
+        exporter: Exporter | None = None,
+    ) -> None:
+        self.osc = osc
+        self.description = description
+        self._build = build
+        self._exporter = exporter
+
+    @property
+    def exporter(self) -> Exporter:
+        """The exporter; building it raises ConfigError (one line, exit 20) when the export setting is bad."""
+        if self._exporter is None:
+            self._exporter = self._build()
+        return self._exporter
 
 
 @contextmanager
-def open_backend(settings: Settings, config: SweepConfig, log: Log) -> Iterator[Backend]:
-    """The virtual Live in-process on free ports (`sim`), or a real Live over AbletonOSC (`live`)."""
+def open_backend(
+    settings: Settings, config: SweepConfig, log: Log, *, exporter: bool = True
+) -> Iterator[Backend]:
+    """The virtual Live in-process on free ports (`sim`), or a real Live over AbletonOSC (`live`).
+
+    `exporter=True` (sweep, optimize): the exporter is built now, a bad export setting refused before any
+    socket is opened. `exporter=False` (device-map, doctor): only reading, the exporter is built lazily."""
+    method = export_method(settings, config)
+    ready = make_exporter(settings, config, None, log) if exporter and method != "sim" else None
     if settings.backend == "sim":
         from autotune.sim import VirtualLive
 
@@ -43,38 +74,52 @@ def open_backend(settings: Settings, config: SweepConfig, log: Log) -> Iterator[
             export_root=settings.output_dir,
             options=sim_options(settings),
         )
+        try:
+            osc = OscClient(
+                "127.0.0.1",
+                live.port,
+                reply_host="127.0.0.1",
+                reply_port=0,
+                timeout=settings.timeout,
+                retries=settings.retries,
+            )
+        except BaseException:
+            live.close()
+            raise
+        live.reply_port = osc.reply_port
+        live.start()
+        description = f"virtual Live on 127.0.0.1:{live.port}"
+    else:
+        live = None
         osc = OscClient(
-            "127.0.0.1",
-            live.port,
-            reply_host="127.0.0.1",
-            reply_port=0,
+            settings.host,
+            settings.port,
+            reply_host=settings.reply_host,
+            reply_port=settings.reply_port,
             timeout=settings.timeout,
             retries=settings.retries,
         )
-        live.reply_port = osc.reply_port
-        live.start()
-        try:
-            yield Backend(
-                osc, make_exporter(settings, config, osc, log), f"virtual Live on 127.0.0.1:{live.port}"
-            )
-        finally:
-            osc.close()
-            live.close()
-        return
-    osc = OscClient(
-        settings.host,
-        settings.port,
-        reply_host=settings.reply_host,
-        reply_port=settings.reply_port,
-        timeout=settings.timeout,
-        retries=settings.retries,
-    )
+        description = f"Live at {settings.host}:{settings.port}"
     try:
-        yield Backend(
-            osc, make_exporter(settings, config, osc, log), f"Live at {settings.host}:{settings.port}"
-        )
+        backend = Backend(osc, description, lambda: make_exporter(settings, config, osc, log), ready)
+        if exporter:
+            _ = backend.exporter  # the virtual Live's exporter needs the client: built now
+        yield backend
     finally:
         osc.close()
+        if live is not None:
+            live.close()
+
+
+def reach_live(osc: OscClient) -> None:
+    """Ping Live once; no answer is one line saying what to do (exit 20), not a reply timeout."""
+    try:
+        osc.ping()
+    except LiveTimeout:
+        raise LiveReadError(
+            f"Live is not answering at {osc.host}:{osc.port} (replies expected on port {osc.reply_port}): "
+            "start Live with the AbletonOSC control surface (autotune doctor checks the rig), or use --backend sim"
+        ) from None
 
 
 def sim_options(settings: Settings) -> SimOptions:
@@ -92,27 +137,36 @@ def sim_options(settings: Settings) -> SimOptions:
     )
 
 
-def make_exporter(settings: Settings, config: SweepConfig, osc: OscClient, log: Log) -> Exporter:
-    """`--export` (or AUTOTUNE_EXPORT); `auto` follows the config's `auto_export` (on by default on macOS),
-    and `--export-command` alone means `command`."""
+def export_method(settings: Settings, config: SweepConfig) -> ExportMethod:
+    """The one place `--export auto` (AUTOTUNE_EXPORT) is resolved: `--export-command` alone means
+    `command`; the virtual Live (`--backend sim`) exports itself; a real Live follows the config's
+    `auto_export.enabled` (on by default on macOS only): AppleScript when on, by hand when off."""
     choice = settings.export
-    if choice == "auto":
-        if settings.export_command:
-            choice = "command"
-        elif settings.backend == "sim":
-            choice = "sim"
-        else:
-            choice = "applescript" if config.auto_export.is_enabled() else "manual"
+    if choice != "auto":
+        return choice
+    if settings.export_command:
+        return "command"
+    if settings.backend == "sim":
+        return "sim"
+    return "applescript" if config.auto_export.is_enabled() else "manual"
+
+
+def make_exporter(settings: Settings, config: SweepConfig, osc: OscClient | None, log: Log) -> Exporter:
+    """The exporter `export_method` names; a setting it cannot work with is a ConfigError (exit 20).
+    The virtual Live's exporter talks over `osc`, so it needs one; the others do not."""
+    method = export_method(settings, config)
     try:
-        if choice == "sim":
+        if method == "sim":
             from autotune.sim import SimExporter
 
+            if osc is None:
+                raise AssertionError("the virtual Live's exporter needs the OSC client")
             return SimExporter(osc, log)
-        if choice == "command":
+        if method == "command":
             if not settings.export_command:
                 raise ValueError("--export command needs --export-command 'PROGRAM ... {path}'")
             return CommandExporter(settings.export_command, log)
-        if choice == "applescript":
+        if method == "applescript":
             return AppleScriptExporter(settings.live_app, log)
     except ValueError as e:
         raise ConfigError(f"export: {e}") from None

@@ -47,7 +47,9 @@ def log(line: str) -> None:
 def _settings_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Live connection and storage (default: AUTOTUNE_* environment variables)")
     g.add_argument(
-        "--backend", choices=["sim", "live"], help="sim: the virtual Live in-process; live: AbletonOSC"
+        "--backend",
+        choices=["sim", "live"],
+        help="sim: the virtual Live in-process; live: Ableton Live over AbletonOSC (AUTOTUNE_BACKEND, sim)",
     )
     g.add_argument("--host", help="host running Live with AbletonOSC (AUTOTUNE_HOST, 127.0.0.1)")
     g.add_argument("--port", type=int, help="AbletonOSC listening port (AUTOTUNE_PORT, 11000)")
@@ -64,9 +66,15 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--export",
         choices=["auto", "sim", "manual", "applescript", "command"],
-        help="how exports are made (AUTOTUNE_EXPORT, auto)",
+        help="how exports are made (AUTOTUNE_EXPORT, auto): auto is sim on --backend sim; on a real Live "
+        "applescript when the config's auto_export is on (the default on macOS), else manual; "
+        "--export-command alone means command",
     )
-    g.add_argument("--export-command", help="program that writes the export, e.g. 'render.sh {path}'")
+    g.add_argument(
+        "--export-command",
+        help="program that writes the export, {path} being the file, e.g. 'render.sh {path}' "
+        "(AUTOTUNE_EXPORT_COMMAND)",
+    )
 
 
 _SETTING_FLAGS = (
@@ -125,9 +133,13 @@ def _summary(result: StudyResult, config: SweepConfig, settings: Settings, start
     if failed:
         log(f"  {len(failed)} trial(s) failed: see status and error in {settings.receipts_path()}")
     log(
-        f"Study {result.study!r} in {result.storage} ({len(result.trials)} trials); "
+        f"Study {result.study!r} in {result.storage} ({_count(len(result.trials), 'trial')}); "
         f"{time.monotonic() - started:.1f} s"
     )
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _settings_text(trial: FrozenTrial) -> str:
@@ -152,12 +164,11 @@ def cmd_sweep(ns: argparse.Namespace) -> int:
 
 
 def cmd_optimize(ns: argparse.Namespace) -> int:
-    from autotune.config import load_config
     from autotune.study import run
 
     settings = _settings(ns)
     path = _config_path(ns, settings)
-    config = load_config(path, settings.output_dir)
+    config = _load_config(ns, settings)
     started = time.monotonic()
     result = run(
         config,
@@ -177,24 +188,33 @@ def cmd_optimize(ns: argparse.Namespace) -> int:
     return EXIT_OUT_OF_REACH if result.out_of_reach is not None and result.passed is None else EXIT_OK
 
 
-def _study_for(ns: argparse.Namespace, settings: Settings) -> optuna.Study:
-    from autotune.storage import open_storage
+_FIRST_STUDY = "run `autotune sweep CONFIG` or `autotune optimize CONFIG` first, or give --storage URL"
 
-    storage = open_storage(settings.storage_url())
+
+def _study_for(ns: argparse.Namespace, settings: Settings) -> optuna.Study:
+    from autotune.storage import local_file, open_storage
+
+    url = settings.storage_url()
+    local = local_file(url)
+    if local is not None and not local.exists():  # reading must not create an empty storage
+        raise ConfigError(f"no studies yet: {url} does not exist ({_FIRST_STUDY})")
+    storage = open_storage(url)
     names = optuna.get_all_study_names(storage=storage)
-    name = ns.study or (names[0] if len(names) == 1 else None)
-    if name is None or name not in names:
-        listed = ", ".join(names) or "none"
-        raise ConfigError(
-            f"no study {name!r} in {settings.storage_url()} (studies: {listed}); use --study NAME"
-        )
+    if not names:
+        raise ConfigError(f"no studies in {url} yet ({_FIRST_STUDY})")
+    listed = ", ".join(names)
+    if ns.study is None and len(names) > 1:
+        raise ConfigError(f"{url} holds {len(names)} studies: choose one with --study NAME ({listed})")
+    name = ns.study or names[0]
+    if name not in names:
+        raise ConfigError(f"no study {name!r} in {url} (studies: {listed}); use --study NAME")
     return optuna.load_study(study_name=name, storage=storage)
 
 
 def cmd_report(ns: argparse.Namespace) -> int:
     from autotune.report import table, write_html
 
-    settings = _settings(ns)
+    settings = load_settings(storage=ns.storage)
     study = _study_for(ns, settings)
     # A terminal wraps the table to fit; a pipe or a file gets every column whole.
     wide = console if console.is_terminal else Console(width=240, highlight=False)
@@ -208,21 +228,31 @@ def cmd_dashboard(ns: argparse.Namespace) -> int:
     from optuna.artifacts import FileSystemArtifactStore
     from optuna_dashboard import run_server
 
-    from autotune.storage import open_storage
+    from autotune.storage import local_file, open_storage
 
     settings = load_settings(storage=ns.storage)
-    storage = open_storage(settings.storage_url())
+    url = settings.storage_url()
+    local = local_file(url)
+    fresh = local is not None and not local.exists()
+    storage = open_storage(url)
     settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
     log(
-        f"optuna-dashboard on http://{ns.host}:{ns.port}/ for {settings.storage_url()} "
+        f"optuna-dashboard on http://{ns.host}:{ns.port}/ for {url} "
         f"(exports playable from {settings.artifacts_dir}); Ctrl-C stops it."
     )
-    run_server(
-        storage,
-        host=ns.host,
-        port=ns.port,
-        artifact_store=FileSystemArtifactStore(str(settings.artifacts_dir)),
-    )
+    if fresh:
+        log(f"  ({url} is new and holds no studies yet: they appear as sweep and optimize run)")
+    try:
+        run_server(
+            storage,
+            host=ns.host,
+            port=ns.port,
+            artifact_store=FileSystemArtifactStore(str(settings.artifacts_dir)),
+        )
+    except OSError as e:  # the port is taken, or the interface does not exist on this machine
+        raise ConfigError(
+            f"dashboard: cannot serve on {ns.host}:{ns.port}: {e.strerror or e} (choose another --port or --host)"
+        ) from None
     return EXIT_OK
 
 
@@ -259,13 +289,19 @@ def cmd_sim_serve(ns: argparse.Namespace) -> int:
         sim_physics=ns.physics,
         sim_song=ns.song,
     )
-    live = VirtualLive(
-        ns.host,
-        ns.port,
-        reply_port=ns.reply_port,
-        export_root=settings.output_dir,
-        options=sim_options(settings),
-    )
+    try:
+        live = VirtualLive(
+            ns.host,
+            ns.port,
+            reply_port=ns.reply_port,
+            export_root=settings.output_dir,
+            options=sim_options(settings),
+        )
+    except OSError as e:
+        raise ConfigError(
+            f"sim serve: cannot listen on {ns.host}:{ns.port}: {e.strerror or e} "
+            "(is Live or another autotune sim serve using it? choose another --port)"
+        ) from None
     log(
         f"Virtual Live ({ns.names} names, {ns.addressing} addressing, chain on {ns.chain_on}, "
         f"{ns.physics} physics, song {ns.song}) listening on {live.host}:{live.port}, replying to port {ns.reply_port}; "
@@ -285,8 +321,41 @@ def _config_path(ns: argparse.Namespace, settings: Settings) -> Path:
     return Path(ns.config) if ns.config else settings.config
 
 
+def _load_config(ns: argparse.Namespace, settings: Settings) -> SweepConfig:
+    """The CONFIG argument, or AUTOTUNE_CONFIG / configs/master_sweep.json when it is left out."""
+    from autotune.config import load_config
+
+    path = _config_path(ns, settings)
+    if not ns.config and not path.exists():
+        raise ConfigError(
+            f"config {path}: file not found (no CONFIG given, so AUTOTUNE_CONFIG or configs/master_sweep.json "
+            f"is used; give one: autotune {ns.command} path/to/config.json)"
+        )
+    return load_config(path, settings.output_dir)
+
+
 def _config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="config (default: AUTOTUNE_CONFIG or configs/master_sweep.json)")
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (1..65535)")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value:g} must be a number of seconds above 0")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -304,18 +373,20 @@ class _ArgumentError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    """Bad flags are one line naming the help to read (`autotune sweep --help`) and exit 20, never usage text."""
+
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise _ArgumentError(message)
+        raise _ArgumentError(f"{message} (see {self.prog} --help)")
 
 
 def cmd_doctor(ns: argparse.Namespace) -> int:
     from autotune.backends import open_backend
-    from autotune.config import load_config
     from autotune.doctor import run_doctor
 
     settings = _settings(ns)
-    config = load_config(_config_path(ns, settings), settings.output_dir)
-    with open_backend(settings, config, log) as backend:
+    config = _load_config(ns, settings)
+    # Reading only: the export method is one of the checks, not a reason to refuse to check the rest.
+    with open_backend(settings, config, log, exporter=False) as backend:
         log(f"autotune doctor: {backend.description}")
         checks = run_doctor(backend.osc, config, settings, log)
     marks = {"ok": "✓", "warn": "⚠", "fail": "✗"}
@@ -338,23 +409,23 @@ def cmd_doctor(ns: argparse.Namespace) -> int:
 def cmd_device_map(ns: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from autotune.backends import open_backend
-    from autotune.config import load_config
+    from autotune.backends import open_backend, reach_live
     from autotune.devicemap import device_map
     from autotune.live.tracks import resolve_track
 
     settings = _settings(ns)
-    config = load_config(_config_path(ns, settings), settings.output_dir)
+    config = _load_config(ns, settings)
     spec: int | str = config.chain_track()
     if ns.track is not None:
         spec = int(ns.track) if ns.track.lstrip("-").isdigit() else ns.track
-    with open_backend(settings, config, log) as backend:
-        backend.osc.ping()
+    with open_backend(settings, config, log, exporter=False) as backend:  # reading needs no exporter
+        reach_live(backend.osc)
         track = resolve_track(backend.osc, spec)
         maps = device_map(backend.osc, track, settings.data_dir, learn=not ns.no_learn)
     wide = console if console.is_terminal else Console(width=200, highlight=False)
     for d, (name, path, rows) in enumerate(maps):
-        table = Table(title=f"track {track.label}, device {d}: {name}  ({path})")
+        log(f"track {track.label}, device {d}: {name}  (cached in {path})")
+        table = Table()
         for col in ("#", "name", "min", "max", "quantized", "value", "display", "display law"):
             table.add_column(col)
         for r in rows:
@@ -388,32 +459,57 @@ def cmd_sim_export(ns: argparse.Namespace) -> int:
     try:
         wait_for_export(path, timeout_s=ns.timeout, before=before, log=lambda _: None)
     except ExportFailed as e:
-        err_console.print(f"error: {e}", markup=False)
+        hint = (
+            f" (is `autotune sim serve` running on {ns.host}:{ns.port}, and is the file inside its --output-dir?)"
+            if "did not appear" in str(e)
+            else ""
+        )
+        err_console.print(f"error: {e}{hint}", markup=False)
         return EXIT_READ
     return EXIT_OK
 
 
+def _sub(sub: argparse._SubParsersAction[_Parser], name: str, text: str) -> _Parser:
+    """A sub-command whose help says what it does, and that takes --debug after its name as well."""
+    p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+    p.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of unexpected errors"
+    )
+    return p
+
+
+_COMMANDS = "sweep, optimize, doctor, device-map, report, dashboard, analyze, sim"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="autotune", description="Tune an Ableton Live master chain to a loudness target.")
+    p = _Parser(
+        prog="autotune",
+        description="Tune an Ableton Live master chain to a loudness target. Without --backend live every "
+        "command runs on the virtual Live: try `autotune optimize configs/streaming.json`.",
+    )
     p.add_argument("--version", action="version", version=f"autotune {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
-    s = sub.add_parser(
-        "sweep", help="run the config's list of settings, one export each, stop on the first pass"
-    )
+    s = _sub(sub, "sweep", "run the config's list of settings, one export each, stop on the first pass")
     s.add_argument("config", help="sweep config (JSON), e.g. configs/master_sweep.json")
     s.add_argument("--study", help="study name (default: the config file's name)")
     s.add_argument("--restart", action="store_true", help="delete the study of that name and start again")
     _settings_args(s)
     s.set_defaults(func=cmd_sweep)
 
-    o = sub.add_parser("optimize", help="search the settings adaptively until an export passes")
+    o = _sub(sub, "optimize", "search the settings adaptively until an export passes")
     _config_arg(o)
     o.add_argument(
         "--trials", type=_positive_int, default=20, help="finished trials in total, over resumes (20)"
     )
-    o.add_argument("--sampler", choices=list(SAMPLERS), default="auto")
+    o.add_argument(
+        "--sampler",
+        choices=list(SAMPLERS),
+        default="auto",
+        help="auto: model for a Glue Compressor -> Limiter chain, else GP with torch, else TPE; "
+        "stepwise: 1 dB steps (auto)",
+    )
     o.add_argument(
         "--fresh-reference",
         action="store_true",
@@ -429,48 +525,56 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_args(o)
     o.set_defaults(func=cmd_optimize)
 
-    dr = sub.add_parser(
-        "doctor", help="check Live, the chain, the fader and the export method before exporting"
-    )
+    dr = _sub(sub, "doctor", "check Live, the chain, the fader and the export method before exporting")
     _config_arg(dr)
     _settings_args(dr)
     dr.set_defaults(func=cmd_doctor)
 
-    dm = sub.add_parser("device-map", help="print and cache every device's parameter table and display law")
+    dm = _sub(sub, "device-map", "print and cache every device's parameter table and display law")
     _config_arg(dm)
     dm.add_argument("--track", help="track index, name or master (default: the config's track)")
     dm.add_argument("--no-learn", action="store_true", help="only read: do not probe display laws")
     _settings_args(dm)
     dm.set_defaults(func=cmd_device_map)
 
-    r = sub.add_parser("report", help="table of a study's trials and an HTML page of plots")
+    r = _sub(sub, "report", "table of a study's trials and an HTML page of plots")
     r.add_argument("--study", help="study name (default: the only study in the storage)")
-    _settings_args(r)
+    r.add_argument(
+        "--storage", help="Optuna storage URL (AUTOTUNE_STORAGE; default sqlite:///studies/autotune.db)"
+    )
     r.set_defaults(func=cmd_report)
 
-    d = sub.add_parser("dashboard", help="optuna-dashboard on this machine, with every export playable")
+    d = _sub(sub, "dashboard", "optuna-dashboard on this machine, with every export playable")
     d.add_argument("--host", default="127.0.0.1", help="interface to serve on (127.0.0.1)")
-    d.add_argument("--port", type=int, default=8080)
+    d.add_argument("--port", type=_port, default=8080, help="port to serve on (8080)")
     d.add_argument(
         "--storage", help="Optuna storage URL (AUTOTUNE_STORAGE; default sqlite:///studies/autotune.db)"
     )
     d.set_defaults(func=cmd_dashboard)
 
-    a = sub.add_parser("analyze", help="measure WAV files: integrated LUFS, sample peak, true peak")
-    a.add_argument("files", nargs="+")
+    a = _sub(sub, "analyze", "measure WAV files: integrated LUFS, sample peak, true peak")
+    a.add_argument("files", nargs="+", metavar="FILE", help="WAV file to measure")
     a.add_argument("--json", action="store_true", help="one JSON object per file")
     a.set_defaults(func=cmd_analyze)
 
-    sim = sub.add_parser("sim", help="the virtual Live")
-    simsub = sim.add_subparsers(dest="sim_command", required=True)
-    serve = simsub.add_parser("serve", help="run the virtual Live as a standalone AbletonOSC server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=11000)
-    serve.add_argument("--reply-port", type=int, default=11001)
+    sim = _sub(sub, "sim", "the virtual Live as a separate process: serve it, or make it export")
+    simsub = sim.add_subparsers(dest="sim_command", metavar="COMMAND", title="commands")
+    serve = _sub(simsub, "serve", "run the virtual Live as a standalone AbletonOSC server")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (127.0.0.1)")
+    serve.add_argument(
+        "--port", type=_port, default=11000, help="port to listen on, as AbletonOSC does (11000)"
+    )
+    serve.add_argument(
+        "--reply-port", type=_port, default=11001, help="port replies are sent to, as AbletonOSC does (11001)"
+    )
     serve.add_argument(
         "--names", choices=["live12", "live11"], default="live12", help="Limiter parameter names"
     )
-    serve.add_argument("--output-dir", type=Path, help="the only folder exports may be written to")
+    serve.add_argument(
+        "--output-dir",
+        type=Path,
+        help="the only folder exports may be written to (AUTOTUNE_OUTPUT_DIR, output)",
+    )
     serve.add_argument(
         "--addressing",
         choices=["minus-1000", "master-string", "append", "namespace", "stock"],
@@ -486,14 +590,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--song", choices=list(SONGS), default="demo", help="which demo song the set plays")
     serve.set_defaults(func=cmd_sim_serve)
-    export = simsub.add_parser(
+    export = _sub(
+        simsub,
         "export",
-        help="make a running virtual Live export to PATH and wait until it is complete (for --export-command)",
+        "make a running virtual Live export to PATH and wait until it is complete (for --export-command)",
     )
-    export.add_argument("path")
-    export.add_argument("--host", default="127.0.0.1")
-    export.add_argument("--port", type=int, default=11000)
-    export.add_argument("--timeout", type=float, default=60.0)
+    export.add_argument("path", help="the WAV file to export, inside the server's --output-dir")
+    export.add_argument("--host", default="127.0.0.1", help="host running `autotune sim serve` (127.0.0.1)")
+    export.add_argument("--port", type=_port, default=11000, help="its --port (11000)")
+    export.add_argument(
+        "--timeout", type=_positive_float, default=60.0, help="seconds to wait for a complete file (60)"
+    )
     export.set_defaults(func=cmd_sim_export)
     return p
 
@@ -501,16 +608,30 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        ns = parser.parse_args(argv)
+        ns, extra = parser.parse_known_args(argv)
     except _ArgumentError as e:
-        err_console.print(f"error: {e} (see autotune --help)", markup=False)
+        err_console.print(f"error: {e}", markup=False)
+        return EXIT_READ
+    if extra:  # named with the help of the command they were given to, not the top level's
+        where = " ".join(["autotune", *(c for c in (ns.command, getattr(ns, "sim_command", None)) if c)])
+        err_console.print(
+            f"error: unrecognized arguments: {' '.join(extra)} (see {where} --help)", markup=False
+        )
+        return EXIT_READ
+    if ns.command is None:
+        err_console.print(f"error: give a command: {_COMMANDS} (see autotune --help)", markup=False)
+        return EXIT_READ
+    if ns.command == "sim" and ns.sim_command is None:
+        err_console.print(
+            "error: give a sim command: serve (run the virtual Live) or export PATH (see autotune sim --help)",
+            markup=False,
+        )
         return EXIT_READ
     try:
         return int(ns.func(ns))
-    except LiveTimeout as e:  # Live stopped answering mid-run: the study is in storage, nothing is lost
-        err_console.print(
-            f"error: {e}; check Live (autotune doctor), then run the same command to resume", markup=False
-        )
+    except LiveTimeout as e:  # Live stopped answering mid-run: a study is in storage, nothing is lost
+        then = ", then run the same command to resume" if ns.command in ("sweep", "optimize") else ""
+        err_console.print(f"error: {e}; check Live (autotune doctor){then}", markup=False)
         return e.exit_code
     except (AutotuneError, LiveError) as e:
         err_console.print(f"error: {e}", markup=False)

@@ -16,11 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from autotune.backends import export_method
 from autotune.config import SweepConfig
 from autotune.dsp.chain import live_fader_db
 from autotune.live.client import OscClient
 from autotune.live.devices import FADER_0DB, LiveSet, MasterChain
 from autotune.live.errors import LiveError, LiveErrorReply, LiveReadError, LiveTimeout
+from autotune.live.export import CommandExporter
 from autotune.live.tracks import Track, resolve_track
 from autotune.settings import Settings
 
@@ -129,22 +131,17 @@ def check_fader(live: LiveSet, track: Track) -> Check:
 
 
 def check_export(settings: Settings, config: SweepConfig) -> Check:
-    choice = settings.export
-    if choice == "auto":
-        choice = (
-            "command"
-            if settings.export_command
-            else "sim"
-            if settings.backend == "sim"
-            else ("applescript" if config.auto_export.is_enabled() else "manual")
-        )
-    if choice == "sim":
+    """The export method `--export` resolves to (`backends.export_method`), and whether it can work here."""
+    method = export_method(settings, config)
+    auto = settings.export == "auto"
+    if method == "sim":
         return Check("export method", "ok", "the virtual Live's export")
-    if choice == "manual":
+    if method == "manual":
+        why = " (auto_export is off)" if auto else ""
         return Check(
-            "export method", "ok", "by hand: you will be prompted with the file name for each export"
+            "export method", "ok", f"by hand{why}: you will be prompted with the file name for each export"
         )
-    if choice == "command":
+    if method == "command":
         if not settings.export_command:
             return Check(
                 "export method",
@@ -153,11 +150,12 @@ def check_export(settings: Settings, config: SweepConfig) -> Check:
                 "give --export-command 'PROGRAM {path}'",
             )
         try:
-            program = shlex.split(settings.export_command)[0]
-        except (ValueError, IndexError):
+            CommandExporter(settings.export_command)
+        except ValueError as e:
             return Check(
-                "export method", "fail", f"cannot parse {settings.export_command!r}", "fix the quoting"
+                "export method", "fail", str(e), "quote it like a shell would and name the file as {path}"
             )
+        program = shlex.split(settings.export_command)[0]
         if shutil.which(program) is None and not os.access(program, os.X_OK):
             return Check(
                 "export method",
@@ -166,16 +164,27 @@ def check_export(settings: Settings, config: SweepConfig) -> Check:
                 "install it or give its full path",
             )
         return Check("export method", "ok", f"command: {settings.export_command}")
+    # AppleScript: asked for with --export applescript, or `auto` on a real Live with auto_export on
+    if not auto:
+        asked = "--export applescript (or AUTOTUNE_EXPORT)"
+        instead = "use --export manual (by hand) or --export-command 'PROGRAM {path}'"
+    else:
+        on = "on" if config.auto_export.enabled else "on by default on macOS"
+        asked = f'the config\'s "auto_export" ({on})'
+        instead = (
+            'set "auto_export": {"enabled": false} in the config (export by hand), or give --export-command'
+        )
     if platform.system() != "Darwin":
+        here = platform.system() or "an unknown system"
         return Check(
             "export method",
             "fail",
-            "AppleScript export needs macOS",
-            'set "auto_export": {"enabled": false} (manual) or use --export-command',
+            f"AppleScript export, asked for by {asked}, needs macOS; this is {here}",
+            instead,
         )
     if shutil.which("osascript") is None:
         return Check(
-            "export method", "fail", "osascript not found", "AppleScript export needs macOS's osascript"
+            "export method", "fail", f"AppleScript export, asked for by {asked}: osascript not found", instead
         )
     return Check(
         "export method",
@@ -236,6 +245,12 @@ def check_readback(live: LiveSet, track: Track, config: SweepConfig, log: Callab
 def run_doctor(
     osc: OscClient, config: SweepConfig, settings: Settings, log: Callable[[str], None]
 ) -> list[Check]:
+    """Every check, in order. The export method and the output folder need no Live: they are reported even
+    when Live cannot be reached or the chain cannot be read, so one run shows every problem it can."""
+    return [*_live_checks(osc, config, log), check_export(settings, config), check_output(settings)]
+
+
+def _live_checks(osc: OscClient, config: SweepConfig, log: Callable[[str], None]) -> list[Check]:
     checks: list[Check] = []
     try:
         osc.ping()
@@ -273,8 +288,6 @@ def run_doctor(
         checks.append(check_readback(live, track, config, log))
     except LiveError as e:
         checks.append(Check("parameter read-back", "fail", str(e), "fix the config's parameter names"))
-    checks.append(check_export(settings, config))
-    checks.append(check_output(settings))
     return checks
 
 
