@@ -123,18 +123,10 @@ def reach_live(osc: OscClient) -> None:
 
 
 def sim_options(settings: Settings) -> SimOptions:
-    """The virtual Live's flavour, physics and song as the AUTOTUNE_SIM_* settings (or flags) say."""
-    from autotune.dsp import PHYSICS, SONGS
-    from autotune.sim import SimOptions
+    """The virtual Live's flavour, physics, song and stress as the AUTOTUNE_SIM_* settings (or flags) say."""
+    from autotune.sim.presets import sim_options as from_settings
 
-    return SimOptions(
-        names=settings.sim_names,
-        addressing=settings.sim_addressing,
-        chain_on=settings.sim_chain_on,
-        cache_dir=settings.cache_dir,
-        physics=PHYSICS[settings.sim_physics],
-        demo=SONGS[settings.sim_song],
-    )
+    return from_settings(settings)
 
 
 def export_method(settings: Settings, config: SweepConfig) -> ExportMethod:

@@ -19,7 +19,6 @@ from optuna.trial import FrozenTrial
 from rich.console import Console
 
 from autotune import __version__
-from autotune.dsp import PHYSICS, SONGS
 from autotune.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -107,6 +106,12 @@ def _summary(result: StudyResult, config: SweepConfig, settings: Settings, start
             f"LUFS {u['lufs_i']:.2f}, peak {u['peak_dbfs']:.2f} dBFS"
         )
         log(f"  Settings: {_settings_text(result.passed)}")
+    elif result.dry_pass is not None:
+        res = result.dry_pass["results"]
+        log(
+            f"✅ TARGET HIT by the dry mix ({result.dry_pass['export_file']}): LUFS {res['lufs_i']:.2f}, "
+            f"peak {res['peak_dbfs']:.2f} dBFS with the chain switched off: no processing is needed"
+        )
     else:
         log(
             f"No trial hit the target ({config.target_lufs:.2f} LUFS ±{config.lufs_tolerance:g}, "
@@ -288,6 +293,9 @@ def cmd_sim_serve(ns: argparse.Namespace) -> int:
         sim_chain_on=ns.chain_on,
         sim_physics=ns.physics,
         sim_song=ns.song,
+        sim_input_offset_db=ns.input_offset_db,
+        sim_drive_slope=ns.drive_slope,
+        sim_post_gain_db=ns.post_gain_db,
     )
     try:
         live = VirtualLive(
@@ -584,11 +592,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--chain-on", choices=["master", "bus"], default="master", help="where the chain sits")
     serve.add_argument(
         "--physics",
-        choices=list(PHYSICS),
         default="model",
-        help="how the devices behave: the model's own physics, or a plant that differs from it",
+        help="how the devices behave: model (the model's own), the plants vintage|punchy, or pedalboard "
+        "(JUCE's Compressor and Limiter, a DSP this project did not write)",
     )
-    serve.add_argument("--song", choices=list(SONGS), default="demo", help="which demo song the set plays")
+    serve.add_argument(
+        "--song",
+        default="demo",
+        help="what the set plays: demo|dense|bright|dynamic (synthesised) or rec-<loop>[-4min], real "
+        "recordings from Debian's sonic-pi-samples (rec-amen, rec-breakbeat, rec-tabla, rec-mix, ...)",
+    )
+    serve.add_argument(
+        "--input-offset-db", type=float, help="stress: the devices hear the mix this much hotter (dB)"
+    )
+    serve.add_argument(
+        "--drive-slope", type=float, help="stress: Makeup and Limiter Gain act as this many times their dB"
+    )
+    serve.add_argument(
+        "--post-gain-db", type=float, help="stress: gain after the chain that OSC cannot see (dB)"
+    )
     serve.set_defaults(func=cmd_sim_serve)
     export = _sub(
         simsub,

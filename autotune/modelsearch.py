@@ -462,30 +462,47 @@ class ModelSearch:
                 ceiling = name
         return [n for _, n in sorted(gains)], ceiling
 
-    def _post_chain_db(self, obs: Sequence[Observation], with_prior: bool = False) -> float:
-        """How much louder the measured peaks are than the model's: gain after the chain (a fader), or a
-        limiter that overshoots. The most any export showed, so a proposal's peak errs on the safe side."""
-        offsets = [o.peak_db - self.predict(o.params).peak_db for o in obs]
-        if with_prior:
-            offsets += [pr.peak_db - self._predict_chain(pr.chain).peak_db for pr in self.prior]
-        finite = [d for d in offsets if math.isfinite(d)]
-        return max(finite) if finite else 0.0
+    def _above_ceiling(self, chain: ChainParams, peak_db: float) -> float:
+        """Gain after the chain an export proves: how far its peak sits above the Limiter's ceiling (a
+        limiter never outputs more; a model that merely under-predicted the peak proves nothing)."""
+        if not chain.limiter.on or not math.isfinite(peak_db):
+            return 0.0
+        return max(0.0, peak_db - chain.limiter.ceiling_db)
+
+    def _after_chain(self, obs: Sequence[Observation]) -> list[float]:
+        return [self._above_ceiling(self.chain_for(o.params), o.peak_db) for o in obs] + [
+            self._above_ceiling(pr.chain, pr.peak_db) for pr in self.prior
+        ]
+
+    def _corrected_peak(self, flat: Mapping[str, float], obs: Sequence[Observation]) -> float:
+        """The model's peak, raised by what exports showed it under-predicts (capped at the ceiling, which
+        the Limiter holds), plus any gain after the chain: a proposal's peak errs on the safe side."""
+        gain = max(self._after_chain(obs), default=0.0)
+        under = [
+            o.peak_db - gain - self.predict(o.params).peak_db for o in obs if math.isfinite(o.peak_db)
+        ] + [pr.peak_db - gain - self._predict_chain(pr.chain).peak_db for pr in self.prior]
+        lift = max([0.0, *(d for d in under if math.isfinite(d))])
+        chain = self.chain_for(flat)
+        peak = self.predict(flat).peak_db + lift
+        if chain.limiter.on:
+            peak = min(peak, chain.limiter.ceiling_db)
+        return peak + gain
 
     def safe_ceiling(self, obs: Sequence[Observation]) -> float:
-        """The ceiling the drive line uses: just under the peak limit, lowered only by an export whose peak
-        went over the limit (by what that export shows comes after the chain). Changing only on a failure
-        keeps the line fixed while the secant converges on it."""
-        c = self.peak_limit_dbfs - PEAK_SAFETY_DB
-        for pr in self.prior:  # fixed for the whole study: any gain after the chain they showed counts
-            after = pr.peak_db - self._predict_chain(pr.chain).peak_db
-            if math.isfinite(after) and after > PRIOR_AFTER_CHAIN_DB:
-                c = min(c, self.peak_limit_dbfs - PEAK_SAFETY_DB - after)
-        for o in obs:
-            if o.peak_db > self.peak_limit_dbfs:
-                after = o.peak_db - self.predict(o.params).peak_db
-                if math.isfinite(after):
-                    c = min(c, self.peak_limit_dbfs - PEAK_SAFETY_DB - max(0.0, after))
-        return c
+        """The ceiling the drive line uses: just under the peak limit, lowered by the gain after the chain
+        that an earlier study's export showed, or that an export of this study showed by going over the
+        limit. Changing only on such a failure keeps the line fixed while the secant converges on it."""
+        gains = [
+            self._above_ceiling(pr.chain, pr.peak_db)
+            for pr in self.prior
+            if self._above_ceiling(pr.chain, pr.peak_db) > PRIOR_AFTER_CHAIN_DB
+        ]
+        gains += [
+            self._above_ceiling(self.chain_for(o.params), o.peak_db)
+            for o in obs
+            if o.peak_db > self.peak_limit_dbfs
+        ]
+        return self.peak_limit_dbfs - PEAK_SAFETY_DB - max(gains, default=0.0)
 
     def line(self, obs: Sequence[Observation]) -> DriveLine | None:
         """The drive line through the model's own first proposal, or None for a space without gains."""
@@ -537,7 +554,7 @@ class ModelSearch:
         flat = line.at(step.position)
         p = self.predict(flat)
         lufs = step.expected(p.lufs)
-        peak = p.peak_db + self._post_chain_db(obs, with_prior=True)
+        peak = self._corrected_peak(flat, obs)
         reachable = abs(lufs - self.target_lufs) <= self.tolerance and peak <= self.peak_limit_dbfs
         verdict: Literal["louder", "quieter"] | None = None
         if step.how == "exhausted":

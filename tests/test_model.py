@@ -631,6 +631,7 @@ def test_a_dry_mix_that_already_meets_the_target_stops_after_the_reference(
     assert main(["optimize", config, "--sampler", "model", "--trials", "8"]) == 0
     out = capsys.readouterr().out
     assert "dry mix already meets the target" in out
+    assert "TARGET HIT by the dry mix" in out and "No trial hit" not in out
     rows = receipts(model_project)
     assert [r["id"] for r in rows] == [REFERENCE_ID]
     study = optuna.load_study(study_name="dry-optimize", storage=STORAGE)
