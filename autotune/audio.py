@@ -13,6 +13,7 @@ import io
 import math
 import os
 import queue
+import re
 import struct
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -575,7 +576,9 @@ def analyze_file(path: str | Path) -> Measurement:
                 audio, sr = _decode_soundfile(raw, pool)
                 del raw
         except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
-            raise AnalysisError(f"{p} is not a readable audio file: {e}") from None
+            # libsndfile names the in-memory buffer it read ("Error opening <_io.BytesIO …>: "): only the reason helps.
+            reason = re.sub(r"^Error opening [^:]*: ", "", str(e)).strip() or type(e).__name__
+            raise AnalysisError(f"{p} is not a readable audio file: {reason}") from None
         try:
             return _measure(audio, int(sr), pool, read.sha256.result)
         except AnalysisError as e:

@@ -43,7 +43,7 @@ def _corr(pts: list[tuple[float, float]]) -> float:
 def table(study: optuna.Study) -> Table:
     trials = study.get_trials()
     names = sorted({n for t in trials for n in t.params})
-    tab = Table(title=f"study {study.study_name}: {len(trials)} trials")
+    tab = Table(title=f"study {study.study_name}: {len(trials)} trial{'s' if len(trials) != 1 else ''}")
     for col in ["#", "state", *names, "LUFS", "peak dBFS", "TP dBTP", "pass", "loss"]:
         tab.add_column(col, justify="right" if col not in ("state", "pass") else "left")
     for t in trials:

@@ -77,5 +77,5 @@ def load_settings(**overrides: object) -> Settings:
         field = ".".join(str(x) for x in err["loc"]) or "settings"
         flag = f" or --{field.replace('_', '-')}" if field in overrides else ""
         raise ConfigError(
-            f"setting {field} (AUTOTUNE_{field.upper()}{flag}) = {err.get('input')!r}: {err['msg']}"
+            f"setting {field} (AUTOTUNE_{field.upper()}{flag}) = {err.get('input')!r}: {err['msg'].removeprefix('Value error, ')}"
         ) from None

@@ -65,6 +65,30 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         return self._callback
 
 
+def check_url(url: str) -> None:
+    """The storage URL's form, checked before Live is touched: a typo is one line before any device is read."""
+    if url.endswith(".journal") and "://" not in url:
+        return
+    if "://" not in url:
+        raise ConfigError(
+            f"storage {url!r}: not a storage URL (use sqlite:///path.db, postgresql+psycopg://…, "
+            "or a path ending in .journal)"
+        )
+    if url.startswith("sqlite:///") and not url.removeprefix("sqlite:///").split("?", 1)[0]:
+        raise ConfigError(f"storage {url!r}: names no database file (sqlite:///path/to/studies.db)")
+
+
+def _make_parent(url: str, path: Path) -> None:
+    """The storage's own folder (`studies/`) is made on first use, one level only: a mistyped path fails
+    with one line instead of leaving a tree of folders behind."""
+    try:
+        path.parent.mkdir(exist_ok=True)
+    except FileNotFoundError:
+        raise ConfigError(f"storage {url!r}: folder {path.parent.parent} does not exist") from None
+    except OSError as e:
+        raise ConfigError(f"storage {url!r}: cannot create {path.parent}: {e.strerror or e}") from None
+
+
 def open_storage(url: str, *, heartbeat_s: int = 5, grace_s: int = 20) -> BaseStorage:
     """`sqlite:///…`, `postgresql+psycopg://…` or any SQLAlchemy URL, or a path ending in `.journal`."""
     with warnings.catch_warnings():
@@ -74,23 +98,17 @@ def open_storage(url: str, *, heartbeat_s: int = 5, grace_s: int = 20) -> BaseSt
             path = Path(url)
             if path.is_dir():
                 raise ConfigError(f"storage {url!r}: is a directory, not a journal file")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _make_parent(url, path)
             try:
                 backend = JournalFileBackend(str(path))
             except OSError as e:
                 raise ConfigError(f"storage {url!r}: {e.strerror or e}") from None
             return HeartbeatJournalStorage(backend, interval=heartbeat_s, grace=grace_s, callback=retry)
-        if "://" not in url:
-            raise ConfigError(
-                f"storage {url!r}: not a storage URL (use sqlite:///path.db, postgresql+psycopg://…, "
-                "or a path ending in .journal)"
-            )
+        check_url(url)
         if url.startswith("sqlite:///"):
             name = url.removeprefix("sqlite:///").split("?", 1)[0]
-            if not name:
-                raise ConfigError(f"storage {url!r}: names no database file (sqlite:///path/to/studies.db)")
             if name != ":memory:":
-                Path(name).parent.mkdir(parents=True, exist_ok=True)
+                _make_parent(url, Path(name))
         for attempt in range(5):
             try:
                 return RDBStorage(

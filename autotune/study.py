@@ -26,7 +26,7 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune import modelsearch, receipts
-from autotune.backends import open_backend
+from autotune.backends import open_backend, reach_live
 from autotune.chainstate import read_state
 from autotune.config import Run, SweepConfig
 from autotune.diagnosis import diagnose
@@ -35,7 +35,7 @@ from autotune.dsp.model import DryFeatures
 from autotune.errors import ConfigError
 from autotune.live.client import OscClient
 from autotune.live.devices import LiveSet, MasterChain
-from autotune.live.errors import LiveError, LiveReadError, LiveTimeout
+from autotune.live.errors import LiveError, LiveReadError
 from autotune.live.tracks import resolve_track
 from autotune.runner import (
     PEAK_EPSILON_DB,
@@ -54,7 +54,14 @@ from autotune.samplers import (
 )
 from autotune.settings import Settings
 from autotune.space import build_space
-from autotune.storage import WorkerLock, load_or_create_study, local_file, open_storage, recover_running
+from autotune.storage import (
+    WorkerLock,
+    check_url,
+    load_or_create_study,
+    local_file,
+    open_storage,
+    recover_running,
+)
 from objectives import Dim, flatten, loss, suggest
 
 Log = Callable[[str], None]
@@ -126,13 +133,7 @@ def record(trial: optuna.Trial, receipt: dict[str, Any]) -> None:
 
 def prepare_chain(osc: OscClient, config: SweepConfig, settings: Settings, log: Log) -> MasterChain:
     """Reach Live, resolve devices and parameters, and check every value of the config before any export."""
-    try:
-        osc.ping()
-    except LiveTimeout:
-        raise LiveReadError(
-            f"Live is not answering at {osc.host}:{osc.port} (replies expected on port {osc.reply_port}): "
-            "start Live with the AbletonOSC control surface (autotune doctor checks the rig), or use --backend sim"
-        ) from None
+    reach_live(osc)
     track = resolve_track(osc, config.chain_track())
     chain = MasterChain(LiveSet(osc), track, config.device_names, log)
     chain.resolve()
@@ -412,6 +413,7 @@ def run(
     if use_model:
         device_roles = modelsearch.roles(config.device_names)
         modelsearch.check_keys(((a, k) for a, ks in config.search_keys().items() for k in ks), device_roles)
+    check_url(settings.storage_url())
     with open_backend(settings, config, log) as backend:
         chain = prepare_chain(backend.osc, config, settings, log)
         space = build_space(chain, config, from_targets=not sweep)

@@ -336,7 +336,35 @@ def test_analyze_refuses_missing_and_non_wav_files_one_line_each(
     assert main(["analyze", "output"]) == 20
     assert "is a directory" in one_line_error(capsys)
     assert main(["analyze", "output/notes.wav"]) == 20
-    assert "output/notes.wav is not a readable audio file" in one_line_error(capsys)
+    line = one_line_error(capsys)
+    assert "output/notes.wav is not a readable audio file" in line
+    assert "BytesIO" not in line and "Error opening" not in line  # libsndfile's view of its buffer
+
+
+def test_an_unknown_song_is_one_line_without_pydantics_prefix(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTOTUNE_SIM_SONG", "nope")
+    assert main(["doctor"]) == 20
+    line = one_line_error(capsys)
+    assert "unknown song (choose from" in line and "Value error" not in line
+
+
+def test_a_bad_storage_url_is_refused_before_live_is_read(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sweep", "configs/master_sweep.json", "--storage", "nope"]) == 20
+    out, err = capsys.readouterr()
+    assert "not a storage URL" in err and "Resolving devices" not in out
+
+
+def test_a_mistyped_storage_folder_is_refused_and_not_created(
+    project: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "nonexistent" / "dir"
+    assert main(["sweep", "configs/master_sweep.json", "--storage", str(missing / "x.journal")]) == 20
+    assert "does not exist" in one_line_error(capsys)
+    assert not missing.exists() and not missing.parent.exists()
 
 
 @pytest.fixture
