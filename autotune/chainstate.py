@@ -93,6 +93,12 @@ LIMITER_MODES: dict[str, Literal["standard", "soft_clip", "true_peak"]] = {
 }
 
 
+def device_role(name: str) -> Role | None:
+    """Which device of the model a Live device name is (None: one the model does not know)."""
+    n = name.lower()
+    return "glue" if "glue" in n else "limiter" if "limiter" in n else None
+
+
 def _default(role: Role, name: str) -> Any:
     return getattr(GlueParams() if role == "glue" else LimiterParams(), name)
 

@@ -7,6 +7,7 @@ the fast, read-only part of this list (`preflight`) before their first export.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from autotune.backends import export_method
+from autotune.chainstate import Role, device_role, read_state
 from autotune.config import SweepConfig
 from autotune.dsp.chain import live_fader_db
 from autotune.live.client import OscClient
@@ -247,7 +249,13 @@ def run_doctor(
 ) -> list[Check]:
     """Every check, in order. The export method and the output folder need no Live: they are reported even
     when Live cannot be reached or the chain cannot be read, so one run shows every problem it can."""
-    return [*_live_checks(osc, config, log), check_export(settings, config), check_output(settings)]
+    last = check_last_export(settings)
+    return [
+        *_live_checks(osc, config, log),
+        check_export(settings, config),
+        check_output(settings),
+        *([last] if last is not None else []),
+    ]
 
 
 def _live_checks(osc: OscClient, config: SweepConfig, log: Callable[[str], None]) -> list[Check]:
@@ -288,7 +296,63 @@ def _live_checks(osc: OscClient, config: SweepConfig, log: Callable[[str], None]
         checks.append(check_readback(live, track, config, log))
     except LiveError as e:
         checks.append(Check("parameter read-back", "fail", str(e), "fix the config's parameter names"))
+    checks.append(check_readings(live, track, config, log))
     return checks
+
+
+def check_readings(live: LiveSet, track: Track, config: SweepConfig, log: Callable[[str], None]) -> Check:
+    """Every display the model reads, in Live's conventions: one it does not understand is named here
+    before a search predicts from it."""
+    roles: dict[str, Role] = {}
+    for alias, name in config.device_names.items():
+        role = device_role(name)
+        if role is not None:
+            roles[alias] = role
+    if not roles:
+        return Check("model readings", "ok", "no Glue Compressor or Limiter: the model is not used")
+    chain = MasterChain(live, track, config.device_names, log)
+    try:
+        chain.resolve()
+        _, findings = read_state(chain.read_text, roles)
+    except LiveError as e:
+        return Check("model readings", "warn", f"cannot read the chain: {e}")
+    if not findings:
+        return Check("model readings", "ok", "every display the model reads is in Live's conventions")
+    return Check(
+        "model readings",
+        "warn",
+        "; ".join(f.describe() for f in findings),
+        "check those parameters in Live (or report the display if it is Live's own): the model uses its "
+        "default for them",
+    )
+
+
+def check_last_export(settings: Settings) -> Check | None:
+    """What the latest export said about the rig (gain after the chain, a first prediction far off)."""
+    try:
+        lines = settings.receipts_path().read_text().splitlines()[-200:]
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            receipt = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(receipt, dict) or receipt.get("status") != "ok":
+            continue
+        said = receipt.get("diagnosis")
+        if not said:
+            return None
+        return Check(
+            "last export",
+            "warn",
+            f"{receipt.get('export_file')}: " + "; ".join(str(s) for s in said),
+            "set the fader after the chain to 0 dB by hand (over stock AbletonOSC the master fader can be "
+            "neither read nor set)"
+            if any("after the chain" in str(s) for s in said)
+            else "see the receipt's diagnosis",
+        )
+    return None
 
 
 def preflight(chain: MasterChain, config: SweepConfig, settings: Settings) -> None:

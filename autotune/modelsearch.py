@@ -35,6 +35,7 @@ from scipy.signal import sosfilt, tf2sos
 from scipy.stats import qmc
 
 from autotune.audio import channel_weights, gated_loudness, k_weighting
+from autotune.chainstate import device_role
 from autotune.drive import DriveLine, Point, build_line, next_position
 from autotune.dsp.chain import ChainParams, GlueParams, LimiterParams
 from autotune.dsp.model import ChainModel, DryFeatures, block_peaks, block_sums, model_block
@@ -56,6 +57,10 @@ OFFLINE_TRIALS = 64
 DEAD_ZONE_LU = 0.05
 #: What proposing a setting already measured costs in the offline score (in LU).
 REPEAT_PENALTY = 0.3
+#: An export peaking this close to 0 dBFS has clipped (a fixed-point WAV cannot hold more).
+CLIPPED_DBFS = -0.05
+#: What a clipped export's gain after the chain is assumed to exceed its visible part by.
+CLIPPED_EXTRA_DB = 3.0
 #: Gain after the chain that an earlier study's export must show before this study's ceiling allows for it.
 PRIOR_AFTER_CHAIN_DB = 0.3
 #: Kernel width of the residual correction, in units of each dimension's range.
@@ -66,11 +71,9 @@ def roles(device_names: Mapping[str, str]) -> dict[str, Role]:
     """alias -> which device of the model it is; the model knows Glue Compressor and Limiter only."""
     out: dict[str, Role] = {}
     for alias, name in device_names.items():
-        n = name.lower()
-        if "glue" in n:
-            out[alias] = "glue"
-        elif "limiter" in n:
-            out[alias] = "limiter"
+        role = device_role(name)
+        if role is not None:
+            out[alias] = role
         else:
             raise ConfigError(
                 f"--sampler model knows Glue Compressor and Limiter only, not {name!r} ({alias}): "
@@ -467,7 +470,12 @@ class ModelSearch:
         limiter never outputs more; a model that merely under-predicted the peak proves nothing)."""
         if not chain.limiter.on or not math.isfinite(peak_db):
             return 0.0
-        return max(0.0, peak_db - chain.limiter.ceiling_db)
+        above = max(0.0, peak_db - chain.limiter.ceiling_db)
+        if above > 0.0 and peak_db >= CLIPPED_DBFS:
+            # The export clipped at full scale: the gain after the chain is more than it shows. Assume
+            # CLIPPED_EXTRA_DB more, so the next export is under the limit rather than clipped again.
+            above += CLIPPED_EXTRA_DB
+        return above
 
     def _after_chain(self, obs: Sequence[Observation]) -> list[float]:
         return [self._above_ceiling(self.chain_for(o.params), o.peak_db) for o in obs] + [

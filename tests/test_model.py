@@ -639,3 +639,31 @@ def test_a_dry_mix_that_already_meets_the_target_stops_after_the_reference(
     assert main(["optimize", config, "--sampler", "model", "--trials", "8"]) == 0  # a rerun says it again
     assert "dry mix already meets the target" in capsys.readouterr().out
     assert len(receipts(model_project)) == 1
+
+
+@pytest.mark.slow
+def test_gain_after_the_chain_is_learnt_said_and_shown_by_doctor(
+    model_project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stock AbletonOSC set with the chain on a bus and +3 dB after it that OSC cannot see (a master
+    fader): the first export peaks 3 dB above the ceiling; the search says so, lowers its ceiling by what
+    it measured and still passes, and doctor shows it afterwards."""
+    monkeypatch.setenv("AUTOTUNE_SIM_ADDRESSING", "stock")
+    monkeypatch.setenv("AUTOTUNE_SIM_CHAIN_ON", "bus")
+    monkeypatch.setenv("AUTOTUNE_SIM_POST_GAIN_DB", "3")
+    config = write_config(model_project, "streaming.json", "bus.json", track="Mix Bus")
+    config_doc = json.loads((model_project / config).read_text())
+    config_doc.pop("master_track_id", None)
+    (model_project / config).write_text(json.dumps(config_doc))
+    assert main(["optimize", config, "--sampler", "model", "--trials", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "3.0 dB above the Limiter's ceiling" in out and "master fader" in out
+    rows = receipts(model_project)
+    assert len(rows) <= 5  # dry reference included
+    assert "above the Limiter's ceiling" in rows[1]["diagnosis"][0]
+    last = rows[-1]["results"]
+    assert last["pass_lufs"] and last["pass_peak"]
+    assert main(["doctor", config]) == 0
+    out = capsys.readouterr().out
+    assert "last export" in out and "fader after the chain" in out
+    assert "model readings" in out and "Live's conventions" in out
