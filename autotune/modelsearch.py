@@ -52,7 +52,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)  # offline studies: hundred
 #: The model keeps the limiter's output this far under the peak limit (the plant may differ a little).
 PEAK_SAFETY_DB = 0.1
 #: Points of the quasi-random (Sobol) design per offline proposal, before the coordinate polish.
-OFFLINE_TRIALS = 64
+OFFLINE_TRIALS = 32
 #: Misses this small count nothing in the offline score (far inside any tolerance).
 DEAD_ZONE_LU = 0.05
 #: What proposing a setting already measured costs in the offline score (in LU).
@@ -628,7 +628,7 @@ class ModelSearch:
                 else:
                     span = (dim.high - dim.low) * width
                     candidates = [
-                        min(dim.high, max(dim.low, best[name] + span * k / 4)) for k in range(-4, 5)
+                        min(dim.high, max(dim.low, best[name] + span * k / 3)) for k in range(-3, 4)
                     ]
                 for v in candidates:
                     trial = {**best, name: float(v)}
