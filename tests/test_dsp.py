@@ -452,7 +452,8 @@ def test_render_matches_its_stages_for_every_physics(physics: Physics) -> None:
 # the default physics must keep producing it. numpy picks its SIMD kernels (sin, exp, log, ...) per CPU at run
 # time, so the last bits of a float render differ between machines while the audio stays the same: the renders
 # are compared with stated tolerances against decimated references in tests/data/dsp_reference.npz (written by
-# the code of 2026-11-25 and checked unchanged since), never by hashing their float bytes.
+# the code of 2026-11-25; render0, which has Soft Clip on, rewritten on 2026-12-01 when Soft Clip became
+# Live's: the Glue's output never above -0.5 dB), never by hashing their float bytes.
 
 REFERENCE = Path(__file__).parent / "data" / "dsp_reference.npz"
 #: Every STRIDE-th sample is kept: enough to catch any change of level, shape or timing.
@@ -706,3 +707,14 @@ def test_forward_min_and_trailing_mean_match_brute_force(n: int, size: int) -> N
 def test_helpers_match_brute_force_on_any_input(a: Audio, size: int) -> None:
     np.testing.assert_array_equal(forward_min(a, size), brute_forward_min(a, size))
     np.testing.assert_allclose(trailing_mean(a, size), brute_trailing_mean(a, size), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dry_wet", [1.0, 0.5])
+def test_soft_clip_keeps_the_glues_output_under_minus_half_a_db(dry_wet: float) -> None:
+    """Live's manual: with Soft Clip (Peak Clip In) on, the Glue's output never exceeds -0.5 dB, however
+    hard it is driven, and Dry/Wet does not let the dry half past it."""
+    x = short_demo(2.0)
+    hot = GlueParams(threshold_db=-10.0, ratio=4.0, makeup_db=20.0, dry_wet=dry_wet, peak_clip=True)
+    y = glue_compressor(x * db_to_lin(6.0), SR, hot)
+    assert peak_db(y) <= -0.5 + 1e-9
+    assert peak_db(glue_compressor(x * db_to_lin(6.0), SR, replace(hot, peak_clip=False))) > 0.0

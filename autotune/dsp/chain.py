@@ -34,6 +34,8 @@ Audio = NDArray[np.float64]
 #: compression, coarse enough that the ballistics loop stays cheap in pure Python.
 GLUE_BLOCK = 32
 GLUE_KNEE_DB = 6.0
+#: Glue's Soft Clip (`Peak Clip In`): a waveshaper whose output never exceeds -0.5 dB (Live's manual).
+GLUE_SOFT_CLIP_LIMIT = 10.0 ** (-0.5 / 20.0)
 #: Glue's "Auto" release is program dependent; the model uses a fixed middle value.
 GLUE_AUTO_RELEASE_S = 0.3
 
@@ -301,11 +303,11 @@ def glue_compressor(x: Audio, sr: int, p: GlueParams, physics: Physics = Physics
     centres = (np.arange(nb) + 0.5) * GLUE_BLOCK
     gr_db = np.interp(np.arange(n), centres, smoothed)
     wet = saturate(x * np.power(10.0, (p.makeup_db - gr_db) / 20.0)[:, None], physics.saturation_drive)
+    out = wet if p.dry_wet >= 1.0 else p.dry_wet * wet + (1.0 - p.dry_wet) * x
     if p.peak_clip:
-        wet = _soft_clip(wet)
-    if p.dry_wet >= 1.0:
-        return wet
-    return p.dry_wet * wet + (1.0 - p.dry_wet) * x
+        # Live's manual: with Soft Clip on, the Glue's output never exceeds -0.5 dB.
+        out = _soft_clip(out, limit=GLUE_SOFT_CLIP_LIMIT)
+    return out
 
 
 def forward_min(a: Audio, size: int) -> Audio:
