@@ -268,7 +268,8 @@ def run_case(case: Case, budget: int, space: dict[str, Any], chain_on: str, song
             for i, r in enumerate(lines)
             if (r.get("results") or {}).get("pass_lufs")
             and r["results"].get("pass_peak")
-            and r.get("kind") != "reference"
+            # A dry reference that already meets the target ends the study there: that export is the pass.
+            and (r.get("kind") != "reference" or result.dry_pass is not None)
         ),
         None,
     )
