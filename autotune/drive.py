@@ -213,18 +213,34 @@ def next_position(
     return Step(position, how, near.predicted, near.measured, slope)
 
 
-def invert(predicted_at: Callable[[float], float], want: float, steps: int = 24) -> float:
-    """The position whose predicted loudness is `want` (0 or 1 beyond the ends): bisection, since the
-    model is monotone along the line too (it keeps the same contracts as the chain)."""
+def invert(
+    predicted_at: Callable[[float], float], want: float, steps: int = 16, within: float = 0.005
+) -> float:
+    """The position whose predicted loudness is `want` (0 or 1 beyond the ends). The model is monotone along
+    the line too (it keeps the chain's contracts), so a bracketing search cannot fail: regula falsi with the
+    Illinois rule (a few model evaluations on a smooth curve), bisection where it stalls."""
     lo, hi = 0.0, 1.0
-    if want <= predicted_at(lo):
+    f_lo, f_hi = predicted_at(lo) - want, predicted_at(hi) - want
+    if f_lo >= 0.0:
         return 0.0
-    if want >= predicted_at(hi):
+    if f_hi <= 0.0:
         return 1.0
+    side = 0
     for _ in range(steps):
-        mid = 0.5 * (lo + hi)
-        if predicted_at(mid) < want:
-            lo = mid
+        x = hi - f_hi * (hi - lo) / (f_hi - f_lo) if f_hi != f_lo else 0.5 * (lo + hi)
+        if not lo < x < hi:
+            x = 0.5 * (lo + hi)
+        f = predicted_at(x) - want
+        if abs(f) <= within:
+            return x
+        if f < 0.0:
+            lo, f_lo = x, f
+            if side == -1:
+                f_hi *= 0.5
+            side = -1
         else:
-            hi = mid
-    return 0.5 * (lo + hi)
+            hi, f_hi = x, f
+            if side == 1:
+                f_lo *= 0.5
+            side = 1
+    return lo - f_lo * (hi - lo) / (f_hi - f_lo) if f_hi != f_lo else 0.5 * (lo + hi)

@@ -36,7 +36,7 @@ from scipy.stats import qmc
 
 from autotune.audio import channel_weights, gated_loudness, k_weighting
 from autotune.chainstate import device_role
-from autotune.drive import DriveLine, Point, build_line, next_position
+from autotune.drive import DriveLine, Point, build_line, invert, next_position
 from autotune.dsp.chain import ChainParams, GlueParams, LimiterParams
 from autotune.dsp.model import ChainModel, DryFeatures, block_peaks, block_sums, model_block
 from autotune.errors import ConfigError
@@ -53,6 +53,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)  # offline studies: hundred
 PEAK_SAFETY_DB = 0.1
 #: Points of the quasi-random (Sobol) design per offline proposal, before the coordinate polish.
 OFFLINE_TRIALS = 32
+#: Points of the design over the knobs other than gains and ceiling, for the first proposal.
+FIRST_DESIGN = 8
 #: Misses this small count nothing in the offline score (far inside any tolerance).
 DEAD_ZONE_LU = 0.05
 #: What proposing a setting already measured costs in the offline score (in LU).
@@ -580,8 +582,52 @@ class ModelSearch:
         """The bare model's proposal, with the ceiling (when searched) just under the limit: a mastering
         engineer's choice, the gentlest limiting for the loudness, and the ceiling the drive line keeps."""
         if "first" not in self._proposed:
-            self._proposed["first"] = self._offline([], "model", fixed_ceiling=True)
+            self._proposed["first"] = self._on_target() or self._offline([], "model", fixed_ceiling=True)
         return self._proposed["first"]
+
+    def _on_target(self) -> Proposal | None:
+        """The gentlest setting the model puts on target: for each point of a small design over the other
+        knobs (threshold, ratio, ...), the drive line from every gain at the bottom is solved for the target
+        (limiter gain first, or makeup first), and the candidate with the least processing wins. Every
+        candidate is on target, so the choice is only about how gently, which a coordinate search cannot
+        trade (it cannot move threshold and gain together)."""
+        gains, ceiling = self._knobs()
+        if not gains:
+            return None
+        others = {k: d for k, d in self.space.items() if k not in gains and k != ceiling}
+        safe = self.safe_ceiling([])
+        points: list[dict[str, float]] = [{}]
+        if others:
+            points = []
+            for row in qmc.Sobol(len(others), scramble=True, seed=self.seed).random(FIRST_DESIGN):
+                flat: dict[str, float] = {}
+                for u, (name, dim) in zip(row, others.items(), strict=True):
+                    if isinstance(dim, Choice):
+                        flat[name] = float(dim.values[min(len(dim.values) - 1, int(u * len(dim.values)))])
+                    else:
+                        flat[name] = float(dim.low + u * (dim.high - dim.low))
+                points.append(flat)
+        none: Correct = lambda u: (0.0, 0.0, 1.0)  # noqa: E731
+        best: tuple[float, dict[str, float]] | None = None
+        for flat in points:
+            low = {k: d.low for k in gains if isinstance(d := self.space[k], Range)}
+            anchor = {**flat, **low}
+            if ceiling is not None:
+                anchor[ceiling] = safe
+            for order in (gains, gains[::-1]) if len(gains) > 1 else (gains,):
+                line = build_line(anchor, self.space, order, ceiling, safe)
+
+                def loudness(pos: float, line: DriveLine = line) -> float:
+                    return self.predict(line.at(pos)).lufs
+
+                cand = line.at(invert(loudness, self.target_lufs))
+                score = self._score(cand, none)[0]
+                if best is None or score < best[0]:
+                    best = (score, cand)
+        assert best is not None
+        _, p, lufs, peak = self._score(best[1], none)
+        reachable = abs(lufs - self.target_lufs) <= self.tolerance and peak <= self.peak_limit_dbfs
+        return Proposal(best[1], p, lufs, peak, reachable, 0, "model")
 
     def _offline(self, obs: Sequence[Observation], how: str, fixed_ceiling: bool = False) -> Proposal:
         """The setting the (kernel-corrected) model predicts closest to the target with the peak safely under
