@@ -188,9 +188,23 @@ def next_position(
     lo = max(below) if below else None
     hi = min(above) if above else None
     if lo is not None and hi is not None and lo < hi:
+        # Bracketed: regula falsi on the measurements themselves, in position along the line (dB of knob
+        # travel), where a plant's loudness is close to linear whatever its design; the model's loudness
+        # can bend the wrong way where the plant's knobs act differently (a ceiling that is an output gain).
+        f_lo = next(p.measured for p in points if p.position == lo) - target
+        f_hi = next(p.measured for p in points if p.position == hi) - target
+        # Illinois: when the last two exports fell on the same side, the far end has stood still; halving
+        # its weight keeps regula falsi from creeping towards the target from one side only.
+        recent = [p.measured - target for p in points if p.position is not None][-2:]
+        if len(recent) == 2 and recent[0] < 0 and recent[1] < 0:
+            f_hi *= 0.5
+        elif len(recent) == 2 and recent[0] > 0 and recent[1] > 0:
+            f_lo *= 0.5
+        position = lo - f_lo * (hi - lo) / (f_hi - f_lo) if f_hi != f_lo else 0.5 * (lo + hi)
+        how = "secant"
         margin = INSIDE_FRACTION * (hi - lo)
         if not lo + margin <= position <= hi - margin:
-            position, how = 0.5 * (lo + hi), "bisect"
+            position, how = min(hi - margin, max(lo + margin, position)), "bisect"
     elif lo is not None and position <= lo + SAME_POSITION:
         # Measured too quiet at `lo`, yet the step points at or below it: only louder can help.
         position, how = lo + 0.5 * (1.0 - lo), "bisect"
