@@ -598,15 +598,7 @@ class ModelSearch:
         safe = self.safe_ceiling([])
         points: list[dict[str, float]] = [{}]
         if others:
-            points = []
-            for row in qmc.Sobol(len(others), scramble=True, seed=self.seed).random(FIRST_DESIGN):
-                flat: dict[str, float] = {}
-                for u, (name, dim) in zip(row, others.items(), strict=True):
-                    if isinstance(dim, Choice):
-                        flat[name] = float(dim.values[min(len(dim.values) - 1, int(u * len(dim.values)))])
-                    else:
-                        flat[name] = float(dim.low + u * (dim.high - dim.low))
-                points.append(flat)
+            points = sobol_design(others, FIRST_DESIGN, self.seed)
         none: Correct = lambda u: (0.0, 0.0, 1.0)  # noqa: E731
         best: tuple[float, dict[str, float]] | None = None
         for flat in points:
@@ -645,15 +637,9 @@ class ModelSearch:
             for o in sorted(obs, key=lambda o: abs(o.lufs - self.target_lufs))[:2]
         ]
         if free:
-            design = qmc.Sobol(len(free), scramble=True, seed=self.seed + len(obs)).random(OFFLINE_TRIALS)
-            for row in design:
-                flat = dict(fixed)
-                for u, (name, dim) in zip(row, free.items(), strict=True):
-                    if isinstance(dim, Choice):
-                        flat[name] = float(dim.values[min(len(dim.values) - 1, int(u * len(dim.values)))])
-                    else:
-                        flat[name] = float(dim.low + u * (dim.high - dim.low))
-                starts.append(flat)
+            starts += [
+                {**fixed, **point} for point in sobol_design(free, OFFLINE_TRIALS, self.seed + len(obs))
+            ]
         else:
             starts.append(dict(fixed))
         best = min(starts, key=lambda f: self._score(f, correct)[0])
@@ -682,6 +668,20 @@ class ModelSearch:
                     if s < best_score - 1e-9:
                         best, best_score = trial, s
         return best
+
+
+def sobol_design(dims: Mapping[str, Dim], n: int, seed: int) -> list[dict[str, float]]:
+    """`n` scrambled Sobol points over `dims` (a choice takes the value its cell falls in)."""
+    out = []
+    for row in qmc.Sobol(len(dims), scramble=True, seed=seed).random(n):
+        flat: dict[str, float] = {}
+        for u, (name, dim) in zip(row, dims.items(), strict=True):
+            if isinstance(dim, Choice):
+                flat[name] = float(dim.values[min(len(dim.values) - 1, int(u * len(dim.values)))])
+            else:
+                flat[name] = float(dim.low + u * (dim.high - dim.low))
+        out.append(flat)
+    return out
 
 
 def observations(study: optuna.Study, space: Mapping[str, Dim]) -> list[Observation]:

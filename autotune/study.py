@@ -603,14 +603,7 @@ def _model_sampler(
     if isinstance(dry, dict) and dry.get("judged_for") == judged and not plan.refine:
         plan.dry_pass = dry
         return None
-    sha = str(study.user_attrs.get("reference_sha256", ""))
-    prior = (
-        []
-        if plan.refine or not sha
-        else modelsearch.ReferenceCache(settings.cache_dir / "references").priors(
-            sha, exclude_study=study.study_name
-        )
-    )
+    prior = [] if plan.refine else _priors(study, settings)
     if prior:
         log(
             f"  Calibrated by {len(prior)} earlier export{'s' if len(prior) != 1 else ''} of this set "
@@ -689,11 +682,10 @@ def _refresh_reference(
             return
         log("  Exporting a fresh dry reference...")
         feats, _ = _reference(study, rig, plan, settings, True, log)
-        sha = str(study.user_attrs.get("reference_sha256", ""))
-        prior = modelsearch.ReferenceCache(settings.cache_dir / "references").priors(
-            sha, exclude_study=study.study_name
-        )  # the stale reference's calibration was another song's
-        plan.model.search = dataclasses.replace(plan.model.search, features=feats, prior=prior)
+        # The stale reference's calibration was another song's: the fresh one's earlier exports replace it.
+        plan.model.search = dataclasses.replace(
+            plan.model.search, features=feats, prior=_priors(study, settings)
+        )
 
     return callback
 
@@ -768,6 +760,15 @@ def _judged_for(target: float, limit: float, tolerance: float, space: Mapping[st
         "lufs_tolerance": tolerance,
         "space": {k: d.describe() for k, d in space.items()},
     }
+
+
+def _priors(study: optuna.Study, settings: Settings) -> list[modelsearch.Prior]:
+    """Other studies' exports on this study's dry reference."""
+    sha = study.user_attrs.get("reference_sha256")
+    if not isinstance(sha, str) or not sha:
+        return []
+    cache = modelsearch.ReferenceCache(settings.cache_dir / "references")
+    return cache.priors(sha, exclude_study=study.study_name)
 
 
 def _remember(
