@@ -246,8 +246,12 @@ def test_a_refused_write_exits_30(
     assert [r["id"] for r in receipts(project)] == ["iter7"]
 
 
-def test_sim_serve_and_sweep_in_separate_processes(project: Path, demo_cache: Path) -> None:
-    """Two processes, as a producer would run them: the virtual Live, and the tool talking to it over UDP."""
+def test_sim_serve_and_sweep_in_separate_processes(
+    project: Path, demo_cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two processes, as a producer would run them: the virtual Live (`autotune sim serve`), and the tool
+    (here the test's own process; test_faults runs `python -m autotune sweep --backend live` as a process of
+    its own) talking to it over UDP."""
     port, reply_port = free_udp_port(), free_udp_port()
     env = {**os.environ, "AUTOTUNE_CACHE_DIR": str(demo_cache)}
     server = subprocess.Popen(
@@ -269,12 +273,11 @@ def test_sim_serve_and_sweep_in_separate_processes(project: Path, demo_cache: Pa
         text=True,
     )
     try:
-        time.sleep(1.0)
-        done = subprocess.run(
+        assert server.stdout is not None
+        ready = server.stdout.readline()  # printed once its socket is bound: no guessing at start-up time
+        assert f"listening on 127.0.0.1:{port}" in ready, ready or server.communicate(timeout=10)[1]
+        code = main(
             [
-                sys.executable,
-                "-m",
-                "autotune",
                 "sweep",
                 "configs/master_sweep.json",
                 "--backend",
@@ -285,19 +288,17 @@ def test_sim_serve_and_sweep_in_separate_processes(project: Path, demo_cache: Pa
                 str(reply_port),
                 "--export",
                 "sim",
-            ],
-            cwd=project,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
+            ]
         )
     finally:
         server.terminate()
-        server.communicate(timeout=10)
-    assert done.returncode == 0, done.stderr
-    assert "EXPERIMENT 3/3: iter9" in done.stdout
+        _, server_err = server.communicate(timeout=10)
+    out, err = capsys.readouterr()
+    assert code == 0, err + server_err
+    assert "EXPERIMENT 3/3: iter9" in out
     assert len(receipts(project)) == 3
+    # The exports are the server's: written by the other process, inside the project it was started in.
+    assert all((project / r["export_file"]).is_file() for r in receipts(project))
 
 
 def test_analyze_prints_measurements(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -28,7 +28,8 @@ def test_healthy_set(rig: tuple[VirtualLive, list[str]], capsys: pytest.CaptureF
     _, flags = rig
     assert main(["doctor", *flags]) == 0
     out = capsys.readouterr().out
-    assert len(lines(out, "✓")) == 10 and not lines(out, "✗") and not lines(out, "⚠")
+    assert len(lines(out, "✓")) == 11 and not lines(out, "✗") and not lines(out, "⚠")
+    assert any(line.startswith("✓ model readings") for line in lines(out, "✓"))
     assert "Ready to export" in out
 
 

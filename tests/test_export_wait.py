@@ -45,8 +45,16 @@ def test_wav_problem_accepts_a_complete_file_and_names_each_defect(tmp_path: Pat
         assert problem is not None and why in problem, (name, problem)
 
 
-def _writer(path: Path, data: bytes, chunks: int, delay: float, finish: bool = True) -> threading.Thread:
-    """Writes like a DAW: placeholder header, body in chunks, real header last (unless `finish` is False)."""
+def _writer(
+    path: Path,
+    data: bytes,
+    chunks: int,
+    delay: float,
+    finish: bool = True,
+    stop: threading.Event | None = None,
+) -> threading.Thread:
+    """Writes like a DAW: placeholder header, body in chunks, real header last (unless `finish` is False);
+    a set `stop` ends the writing early (a render cancelled), leaving the file unfinished."""
 
     def run() -> None:
         header = bytearray(data[:44])
@@ -57,6 +65,8 @@ def _writer(path: Path, data: bytes, chunks: int, delay: float, finish: bool = T
         with path.open("wb") as f:
             f.write(header)
             for i in range(chunks):
+                if stop is not None and stop.is_set():
+                    return
                 f.write(body[i * step : (i + 1) * step])
                 f.flush()
                 time.sleep(delay)
@@ -96,9 +106,12 @@ def test_half_written_file_that_stops_growing(tmp_path: Path) -> None:
 
 def test_file_still_growing_at_the_deadline(tmp_path: Path) -> None:
     path = tmp_path / "growing.wav"
-    writer = _writer(path, wav_bytes(2.0), chunks=40, delay=0.05)
+    stop = threading.Event()
+    # 2 s of writing, far past the 0.5 s deadline even on a loaded machine; stopped once the waiter gave up.
+    writer = _writer(path, wav_bytes(2.0), chunks=40, delay=0.05, stop=stop)
     with pytest.raises(ExportFailed, match=r"still being written after 0.5 s"):
         wait_for_export(path, timeout_s=0.5, before=None, log=lambda _: None, poll_s=0.04)
+    stop.set()
     writer.join()
 
 
