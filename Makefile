@@ -23,7 +23,7 @@ sweep-demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check autotune objectives tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=15
 
 # The DSP and model tests once more on numpy's baseline kernels (every SIMD group this CPU has switched off):
 # they compare audio with tolerances, so they must pass whatever kernels numpy picks.
@@ -31,7 +31,7 @@ test-portable: $(STAMP)
 	NPY_DISABLE_CPU_FEATURES="$$($(BIN)/python bench/numpy_features.py)" \
 		$(BIN)/python -c "import numpy; numpy.show_runtime()" | grep -A2 simd_extensions
 	NPY_DISABLE_CPU_FEATURES="$$($(BIN)/python bench/numpy_features.py)" \
-		$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests/test_dsp.py tests/test_model.py
+		$(BIN)/python -m pytest -q -n 2 --dist worksteal -p no:cacheprovider -m "not slow" tests/test_dsp.py tests/test_model.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check autotune objectives tests bench
