@@ -845,7 +845,8 @@ def _judge_reach(
     if after.verdict is None:
         return
     limit, target = search.peak_limit_dbfs, search.target_lufs
-    end = next(o for o in obs if modelsearch.same_setting(o.params, after.params))
+    # The measured end of the line (this export, or an earlier one at the same setting).
+    end = next((o for o in obs if modelsearch.same_setting(o.params, after.params)), obs[-1])
     side = after.verdict
     extreme = "loudest" if side == "louder" else "quietest"
     message = (
