@@ -1,4 +1,6 @@
-"""Measurement of an export: integrated loudness (ITU-R BS.1770-4), sample peak, true peak, sha256.
+"""Measurement of an export: integrated loudness (ITU-R BS.1770-4), sample peak, true peak, sha256, and the
+loudness report (LRA, maximum momentary and short-term loudness, PLR; see autotune.dsp.loudness), which
+reuses the 100 ms energy sums of the integrated measurement.
 
 Loudness is measured over all channels with their BS.1770 weights, never on a mono downmix (a downmix
 reads wrong for any stereo mix whose channels differ). The K-weighting biquads are derived for the file's
@@ -27,6 +29,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 from scipy.signal import firwin, sosfilt, tf2sos
 
+from autotune.dsp.loudness import loudness_report
+
 BLOCK_S = 0.4
 STEP_S = 0.1
 ABSOLUTE_GATE_LUFS = -70.0
@@ -46,6 +50,13 @@ class Measurement:
     sample_rate: int
     channels: int
     sha256: str
+    # The loudness report (issue 13), after the fields receipts are built from. libebur128's conventions
+    # (autotune.dsp.loudness): LRA is 0.0 and max short-term is the zero-padded 3 s reading when the audio is
+    # shorter than 3 s, so a file that measures gives finite values for all four.
+    lra_lu: float  # EBU Tech 3342 loudness range
+    max_momentary_lufs: float  # loudest 400 ms window, at every 100 ms
+    max_short_term_lufs: float  # loudest 3 s window, at every 100 ms
+    plr_db: float  # peak-to-loudness ratio: true peak (dBTP) minus integrated loudness (LUFS)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,9 +103,11 @@ def _k_weighting_sos(sample_rate: int) -> NDArray[np.float32]:
 
 def _block_energy(
     channel: NDArray[np.floating[Any]], sos: NDArray[np.float32], block: int, step: int
-) -> NDArray[np.float64]:
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Mean square of the K-weighted channel over every gating block (float32 filtering, float64 sums:
-    within 1e-6 dB of filtering in float64, at a fraction of the time and memory)."""
+    within 1e-6 dB of filtering in float64, at a fraction of the time and memory), and the sum of squares
+    over every whole 100 ms segment: the loudness report's momentary and short-term windows are built from
+    those, so they cost no second pass over the audio."""
     n_blocks = (len(channel) - block) // step + 1
     if block == 4 * step:  # the usual case: blocks are four 100 ms segments, summed once each
         # Filtered in chunks that carry the filter state over: the same samples as one call, bit for bit.
@@ -108,12 +121,13 @@ def _block_energy(
             np.square(y, out=y)
             seg[start // step : (start + len(y)) // step] = y.reshape(-1, step).sum(axis=1, dtype=np.float64)
         cs = np.concatenate(([0.0], np.cumsum(seg)))
-        return np.asarray((cs[4:] - cs[:-4])[:n_blocks] / block)
+        return np.asarray((cs[4:] - cs[:-4])[:n_blocks] / block), seg
     y = sosfilt(sos, np.ascontiguousarray(channel, dtype=np.float32))
     np.square(y, out=y)
     cs = np.concatenate(([0.0], np.cumsum(y, dtype=np.float64)))  # rates where 400 ms != 4 x 100 ms samples
     starts = np.arange(n_blocks) * step
-    return np.asarray((cs[starts + block] - cs[starts]) / block)
+    edges = cs[: len(channel) // step * step + 1 : step]
+    return np.asarray((cs[starts + block] - cs[starts]) / block), np.diff(edges)
 
 
 def _gating(sample_rate: int, frames: int) -> tuple[int, int]:
@@ -156,7 +170,7 @@ def integrated_loudness(audio: NDArray[np.floating[Any]], sample_rate: int) -> f
     sos = _k_weighting_sos(sample_rate)
     with ThreadPoolExecutor(max_workers=min(x.shape[1], 2)) as pool:
         parts = [pool.submit(_block_energy, x[:, c], sos, block, step) for c in range(x.shape[1])]
-        return gated_loudness(np.stack([p.result() for p in parts], axis=1))
+        return gated_loudness(np.stack([p.result()[0] for p in parts], axis=1))
 
 
 def to_db(value: float) -> float:
@@ -367,18 +381,25 @@ def _measure(
     try:
         peak_tp = true_peak(x, max(hi, -lo))
     finally:
-        energy = np.stack([p.result() for p in parts], axis=1)
+        done = [p.result() for p in parts]
+    energy = np.stack([blocks for blocks, _ in done], axis=1)
     lufs = gated_loudness(energy)
     if math.isinf(lufs):
         raise AnalysisError("the file is silent (every block is below the -70 LUFS gate)")
+    report = loudness_report(np.stack([seg for _, seg in done], axis=1), step, channel_weights(channels))
+    tp_db = to_db(peak_tp)
     return Measurement(
         lufs_i=lufs,
         peak_dbfs=to_db(max(hi, -lo)),
-        true_peak_dbtp=to_db(peak_tp),
+        true_peak_dbtp=tp_db,
         duration_s=n / sample_rate,
         sample_rate=sample_rate,
         channels=channels,
         sha256=sha256(),
+        lra_lu=report.lra_lu,
+        max_momentary_lufs=report.max_momentary_lufs,
+        max_short_term_lufs=report.max_short_term_lufs,
+        plr_db=tp_db - lufs,
     )
 
 
