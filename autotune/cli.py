@@ -10,9 +10,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial
@@ -64,7 +64,7 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--export",
-        choices=["auto", "sim", "manual", "applescript", "command"],
+        choices=["auto", "sim", "manual", "applescript", "command", "resample"],
         help="how exports are made (AUTOTUNE_EXPORT, auto): auto is sim on --backend sim; on a real Live "
         "applescript when the config's auto_export is on (the default on macOS), else manual; "
         "--export-command alone means command",
@@ -103,19 +103,22 @@ def _summary(result: StudyResult, config: SweepConfig, settings: Settings, start
         u = result.passed.user_attrs
         log(
             f"✅ TARGET HIT in trial #{result.passed.number} ({u.get('export_file')}): "
-            f"LUFS {u['lufs_i']:.2f}, peak {u['peak_dbfs']:.2f} dBFS"
+            f"LUFS {u['lufs_i']:.2f}, peak {u['peak_dbfs']:.2f} dBFS{_true_peak_text(u)}"
         )
         log(f"  Settings: {_settings_text(result.passed)}")
+        _playback(config, u)
     elif result.dry_pass is not None:
         res = result.dry_pass["results"]
         log(
             f"✅ TARGET HIT by the dry mix ({result.dry_pass['export_file']}): LUFS {res['lufs_i']:.2f}, "
-            f"peak {res['peak_dbfs']:.2f} dBFS with the chain switched off: no processing is needed"
+            f"peak {res['peak_dbfs']:.2f} dBFS{_true_peak_text(res)} with the chain switched off: no "
+            "processing is needed"
         )
+        _playback(config, res)
     else:
         log(
             f"No trial hit the target ({config.target_lufs:.2f} LUFS ±{config.lufs_tolerance:g}, "
-            f"peak ≤ {config.peak_limit_dbfs:.2f} dBFS)."
+            f"{config.limits().describe_peak()})."
         )
         if finished:
             best = min(finished, key=lambda t: t.value if t.value is not None else math.inf)
@@ -143,6 +146,22 @@ def _summary(result: StudyResult, config: SweepConfig, settings: Settings, start
     )
 
 
+def _true_peak_text(results: Mapping[str, Any]) -> str:
+    tp = results.get("true_peak_dbtp")
+    return f", true peak {tp:.2f} dBTP" if isinstance(tp, (int, float)) else ""
+
+
+def _playback(config: SweepConfig, results: Mapping[str, Any]) -> None:
+    """How the platforms the target came from (--preset) will play the master back."""
+    from autotune.platforms import describe_playback
+
+    lufs, tp = results.get("lufs_i"), results.get("true_peak_dbtp")
+    if not isinstance(lufs, (int, float)) or not isinstance(tp, (int, float)):
+        return
+    for platform in config.platforms():
+        log(f"  Playback on {describe_playback(platform, float(lufs), float(tp))}")
+
+
 def _count(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -161,7 +180,7 @@ def cmd_sweep(ns: argparse.Namespace) -> int:
     from autotune.study import run
 
     settings = _settings(ns)
-    config = load_config(ns.config, settings.output_dir)
+    config = load_config(ns.config, settings.output_dir, presets=ns.preset)
     started = time.monotonic()
     result = run(config, settings, study_name=ns.study or Path(ns.config).stem, restart=ns.restart, log=log)
     _summary(result, config, settings, started)
@@ -263,6 +282,7 @@ def cmd_dashboard(ns: argparse.Namespace) -> int:
 
 def cmd_analyze(ns: argparse.Namespace) -> int:
     from autotune.audio import AnalysisError, analyze_file
+    from autotune.platforms import playback_gains, playback_lines
 
     status = EXIT_OK
     for f in ns.files:
@@ -273,12 +293,26 @@ def cmd_analyze(ns: argparse.Namespace) -> int:
             status = EXIT_READ
             continue
         if ns.json:
-            log(json.dumps({"file": f, **m.as_dict()}))
+            log(
+                json.dumps(
+                    {"file": f, **m.as_dict(), "playback_db": playback_gains(m.lufs_i, m.true_peak_dbtp)}
+                )
+            )
         else:
+            short = (
+                " (under 3 s: LRA 0, short-term zero-padded as libebur128 does)" if m.duration_s < 3 else ""
+            )
             log(
                 f"{f}: {m.lufs_i:.2f} LUFS, sample peak {m.peak_dbfs:.2f} dBFS, true peak "
                 f"{m.true_peak_dbtp:.2f} dBTP, {m.duration_s:.2f} s, {m.sample_rate} Hz x{m.channels}"
             )
+            log(
+                f"  LRA {m.lra_lu:.1f} LU, max momentary {m.max_momentary_lufs:.1f} LUFS, max short-term "
+                f"{m.max_short_term_lufs:.1f} LUFS, PLR {m.plr_db:.1f} dB{short}"
+            )
+            log("  Playback:")
+            for line in playback_lines(m.lufs_i, m.true_peak_dbtp):
+                log(f"    {line}")
     return status
 
 
@@ -339,7 +373,19 @@ def _load_config(ns: argparse.Namespace, settings: Settings) -> SweepConfig:
             f"config {path}: file not found (no CONFIG given, so AUTOTUNE_CONFIG or configs/master_sweep.json "
             f"is used; give one: autotune {ns.command} path/to/config.json)"
         )
-    return load_config(path, settings.output_dir)
+    return load_config(path, settings.output_dir, presets=getattr(ns, "preset", None))
+
+
+def _preset_arg(p: argparse.ArgumentParser) -> None:
+    from autotune.platforms import PLATFORMS
+
+    p.add_argument(
+        "--preset",
+        action="append",
+        metavar="NAME",
+        help=f"target a platform's loudness and true-peak spec instead of the config's ({', '.join(PLATFORMS)}); "
+        "repeat it for one master that meets several",
+    )
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
@@ -502,6 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = _sub(sub, "sweep", "run the config's list of settings, one export each, stop on the first pass")
     s.add_argument("config", help="sweep config (JSON), e.g. configs/master_sweep.json")
     s.add_argument("--study", help="study name (default: the config file's name)")
+    _preset_arg(s)
     s.add_argument("--restart", action="store_true", help="delete the study of that name and start again")
     _settings_args(s)
     s.set_defaults(func=cmd_sweep)
@@ -529,6 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--refine", action="store_true", help="keep minimising the loss after a pass, up to --trials"
     )
     o.add_argument("--study", help="study name (default: <config name>-optimize)")
+    _preset_arg(o)
     o.add_argument("--restart", action="store_true", help="delete the study of that name and start again")
     _settings_args(o)
     o.set_defaults(func=cmd_optimize)

@@ -10,15 +10,26 @@ from __future__ import annotations
 import json
 import platform
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autotune.errors import ConfigError
+from autotune.platforms import Platform, get_platform, true_peak_limit_for
+from objectives.limits import Limits
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 RUN_KEYS = ("id", "export_file")
 _STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+
+class CaptureSpan(BaseModel):
+    """A span of the arrangement in beats, for `--export resample` (Live's song time is in beats)."""
+
+    model_config = _STRICT
+
+    start_beats: FiniteFloat = Field(ge=0.0)
+    length_beats: FiniteFloat = Field(gt=0.0, le=100_000.0)
 
 
 class AutoExport(BaseModel):
@@ -26,6 +37,12 @@ class AutoExport(BaseModel):
 
     enabled: bool | None = None
     timeout_s: FiniteFloat = Field(default=600.0, gt=0, le=24 * 3600)
+    #: How exports are made when --export / AUTOTUNE_EXPORT say "auto" (None: the spec's rule, `enabled`).
+    method: Literal["applescript", "manual", "command", "resample"] | None = None
+    #: What `resample` records: the Set's loop, the whole song, or an explicit span in beats.
+    capture: Literal["loop", "song"] | CaptureSpan = "loop"
+    #: `resample` deletes the clips it recorded; with this on it keeps their files (the clips still go).
+    keep_takes: bool = False
 
     def is_enabled(self) -> bool:
         """The spec's default: automatic on macOS, by hand elsewhere."""
@@ -93,8 +110,12 @@ class SweepConfig(BaseModel):
     loop: str = "selection"
     normalize: bool = False
     target_lufs: FiniteFloat = Field(ge=-70.0, le=0.0)
-    peak_limit_dbfs: FiniteFloat = Field(ge=-60.0, le=0.0)
+    #: Sample-peak limit (the original design's); a true-peak limit beside or instead of it.
+    peak_limit_dbfs: FiniteFloat | None = Field(default=None, ge=-60.0, le=0.0)
+    peak_limit_dbtp: FiniteFloat | None = Field(default=None, ge=-60.0, le=0.0)
     lufs_tolerance: FiniteFloat = Field(default=0.5, gt=0.0, le=12.0)
+    #: The platforms (autotune.platforms) the target came from: what the console says playback will do.
+    preset: list[str] = Field(default_factory=list)
     master_track_id: int = -1000
     track: int | str | None = None
     device_names: dict[str, Annotated[str, Field(min_length=1)]] = Field(min_length=1)
@@ -111,6 +132,21 @@ class SweepConfig(BaseModel):
                     f"alias {alias!r} must be a word (letters, digits, _) other than id, export_file and devices"
                 )
         return v
+
+    @model_validator(mode="after")
+    def _a_peak_limit(self) -> SweepConfig:
+        if self.peak_limit_dbfs is None and self.peak_limit_dbtp is None:
+            raise _FieldError(
+                "peak_limit_dbfs", None, "required field is missing (or give peak_limit_dbtp, or a preset)"
+            )
+        return self
+
+    def limits(self) -> Limits:
+        """The pass rule for this config (objectives.limits)."""
+        return Limits(self.target_lufs, self.lufs_tolerance, self.peak_limit_dbfs, self.peak_limit_dbtp)
+
+    def platforms(self) -> list[Platform]:
+        return [get_platform(name) for name in self.preset]
 
     @model_validator(mode="after")
     def _runs_use_known_devices(self) -> SweepConfig:
@@ -194,7 +230,57 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def load_config(path: str | Path, output_dir: Path = Path("output")) -> SweepConfig:
+#: What a preset sets.
+PRESET_KEYS = ("target_lufs", "lufs_tolerance", "peak_limit_dbtp")
+
+
+def preset_target(names: list[str]) -> dict[str, float]:
+    """The one target that meets every named platform: the overlap of their loudness windows (its middle,
+    with half its width as the tolerance) under the strictest of their true-peak limits.
+
+    One master for every platform is what a producer ships (a distributor sends the same file to all of
+    them), so several presets are combined rather than run as separate studies; when their windows do not
+    overlap, no single master can meet them, and the error names the pair that binds."""
+    platforms = [get_platform(n) for n in names]
+    low = max(platforms, key=lambda p: p.target_lufs - p.tolerance_lu)
+    high = min(platforms, key=lambda p: p.target_lufs + p.tolerance_lu)
+    lo, hi = low.target_lufs - low.tolerance_lu, high.target_lufs + high.tolerance_lu
+    if lo > hi + 1e-9:
+        tolerances = " and ".join(dict.fromkeys(f"±{p.tolerance_lu:g}" for p in (low, high)))
+        raise ConfigError(
+            f"{low.label}'s {low.target_lufs:g} LUFS and {high.label}'s {high.target_lufs:g} LUFS cannot both "
+            f"be within {tolerances} LU: one master cannot meet both; "
+            "run one study per platform (--preset "
+            f"{low.name} --study {low.name}, then --preset {high.name} --study {high.name})"
+        )
+    # A platform whose limit depends on the loudness (Spotify: -2 dBTP above -14 LUFS) gets the limit
+    # for the loudest master the window allows, so every master that passes meets it.
+    tp = min(true_peak_limit_for(p, hi) for p in platforms)
+    return {
+        "target_lufs": round((lo + hi) / 2, 6),
+        "lufs_tolerance": round((hi - lo) / 2, 6),
+        "peak_limit_dbtp": tp,
+    }
+
+
+def _apply_presets(data: dict[str, Any], cli_presets: list[str]) -> dict[str, Any]:
+    """A preset from the command line replaces the file's target and limits (the command line is the most
+    explicit thing a user says); one in the file fills only what the file leaves out (explicit values in
+    the file override its preset)."""
+    if cli_presets:
+        return {**data, **preset_target(cli_presets), "peak_limit_dbfs": None, "preset": list(cli_presets)}
+    named = data.get("preset")
+    if named is None:
+        return data
+    names = [named] if isinstance(named, str) else named
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ConfigError("preset: must be a platform name or a non-empty list of names")
+    return {**preset_target(names), **data, "preset": names}
+
+
+def load_config(
+    path: str | Path, output_dir: Path = Path("output"), presets: list[str] | None = None
+) -> SweepConfig:
     """Read and validate; every failure is a `ConfigError` with one line naming the field and the value."""
     p = Path(path)
     where = f"config {p}"
@@ -216,6 +302,10 @@ def load_config(path: str | Path, output_dir: Path = Path("output")) -> SweepCon
         raise ConfigError(f"{where}: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: the top level must be a JSON object, got {type(data).__name__}")
+    try:
+        data = _apply_presets(data, list(presets or []))
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
     try:
         config = SweepConfig.model_validate(data)
     except ValidationError as e:

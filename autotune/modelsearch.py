@@ -43,6 +43,7 @@ from autotune.errors import ConfigError
 from autotune.live.values import split_key
 from autotune.samplers import SpaceSampler
 from objectives import Choice, Dim, Range
+from objectives.limits import TRUE_PEAK_ALLOWANCE_DB
 
 Role = Literal["glue", "limiter"]
 #: unit-cube position -> (LUFS correction, peak correction, distance to the nearest measured setting)
@@ -65,6 +66,9 @@ CLIPPED_DBFS = -0.05
 CLIPPED_EXTRA_DB = 3.0
 #: Gain after the chain that an earlier study's export must show before this study's ceiling allows for it.
 PRIOR_AFTER_CHAIN_DB = 0.3
+#: A Limiter in True Peak mode holds the true peak at its ceiling, but only as well as its own oversampled
+#: detector sees it: a little margin for the difference from the BS.1770 meter's.
+TRUE_PEAK_MODE_ALLOWANCE_DB = 0.1
 #: Kernel width of the residual correction, in units of each dimension's range.
 KERNEL_WIDTH = 0.25
 
@@ -309,6 +313,8 @@ class Observation:
     params: dict[str, float]  # flat Optuna names -> values
     lufs: float
     peak_db: float
+    #: The export's true peak (dBTP); NaN when not measured.
+    true_peak_db: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -360,6 +366,9 @@ class ModelSearch:
     peak_limit_dbfs: float
     tolerance: float
     seed: int = 0
+    #: A true-peak limit beside the sample-peak one (`peak_limit_dbfs`, which is then the true-peak limit
+    #: itself when the config gives no sample-peak limit: a sample peak never exceeds the true peak).
+    true_peak_limit_dbtp: float | None = None
     #: --refine: after a pass, keep looking for a lower loss (the kernel-corrected offline search).
     refine: bool = False
     #: Exports of earlier studies on the same reference: a calibration before this study's first export.
@@ -439,6 +448,9 @@ class ModelSearch:
         dl, dp, near = correct(self._unit(flat))
         lufs, peak = p.lufs + dl, p.peak_db + dp
         over = max(0.0, peak - (self.peak_limit_dbfs - PEAK_SAFETY_DB))
+        if self.true_peak_limit_dbtp is not None:
+            tp_over = peak + self._tp_allowance - (self.true_peak_limit_dbtp - PEAK_SAFETY_DB)
+            over = max(over, tp_over)
         # Within a few hundredths of an LU of the target, gentler processing and settings near measured
         # ones win: there, a plant that differs from the model differs least from its prediction.
         miss = max(0.0, abs(lufs - self.target_lufs) - DEAD_ZONE_LU)
@@ -498,10 +510,32 @@ class ModelSearch:
             peak = min(peak, chain.limiter.ceiling_db)
         return peak + gain
 
+    @property
+    def _tp_allowance(self) -> float:
+        """The true peak's assumed margin over the ceiling before exports measure it: small when the Limiter
+        is in True Peak mode (Live 12.1: the ceiling is then a true-peak ceiling), else the usual one."""
+        if self.base.limiter.mode == "true_peak":
+            return TRUE_PEAK_MODE_ALLOWANCE_DB
+        return TRUE_PEAK_ALLOWANCE_DB
+
+    def true_peak_over(self, obs: Sequence[Observation]) -> float:
+        """How far the true peak sits above the sample peak: the largest the study's exports measured,
+        the starting allowance before any (the model predicts sample peaks only)."""
+        over = [o.true_peak_db - o.peak_db for o in obs if math.isfinite(o.true_peak_db - o.peak_db)]
+        return max(over) if over else self._tp_allowance
+
+    def _true_peak_ok(self, peak: float, obs: Sequence[Observation]) -> bool:
+        limit = self.true_peak_limit_dbtp
+        return limit is None or peak + self.true_peak_over(obs) <= limit + 1e-3
+
     def safe_ceiling(self, obs: Sequence[Observation]) -> float:
         """The ceiling the drive line uses: just under the peak limit, lowered by the gain after the chain
         that an earlier study's export showed, or that an export of this study showed by going over the
-        limit. Changing only on such a failure keeps the line fixed while the secant converges on it."""
+        limit. Changing only on such a failure keeps the line fixed while the secant converges on it.
+
+        Under a true-peak limit the Limiter's ceiling (a sample peak in Standard mode) sits lower by the
+        true peak's allowance above the sample peak, and lower again by what an export that went over the
+        true-peak limit measured: a ceiling at -1 dB does not give -1 dBTP."""
         gains = [
             self._above_ceiling(pr.chain, pr.peak_db)
             for pr in self.prior
@@ -512,7 +546,19 @@ class ModelSearch:
             for o in obs
             if o.peak_db > self.peak_limit_dbfs
         ]
-        return self.peak_limit_dbfs - PEAK_SAFETY_DB - max(gains, default=0.0)
+        after = max(gains, default=0.0)
+        ceiling = self.peak_limit_dbfs - PEAK_SAFETY_DB - after
+        if self.true_peak_limit_dbtp is not None:
+            tp_over = max(
+                [self._tp_allowance]
+                + [
+                    o.true_peak_db - o.peak_db
+                    for o in obs
+                    if o.true_peak_db > self.true_peak_limit_dbtp and math.isfinite(o.peak_db)
+                ]
+            )
+            ceiling = min(ceiling, self.true_peak_limit_dbtp - tp_over - PEAK_SAFETY_DB - after)
+        return ceiling
 
     def line(self, obs: Sequence[Observation]) -> DriveLine | None:
         """The drive line through the model's own first proposal, or None for a space without gains."""
@@ -565,7 +611,11 @@ class ModelSearch:
         p = self.predict(flat)
         lufs = step.expected(p.lufs)
         peak = self._corrected_peak(flat, obs)
-        reachable = abs(lufs - self.target_lufs) <= self.tolerance and peak <= self.peak_limit_dbfs
+        reachable = (
+            abs(lufs - self.target_lufs) <= self.tolerance
+            and peak <= self.peak_limit_dbfs
+            and self._true_peak_ok(peak, obs)
+        )
         verdict: Literal["louder", "quieter"] | None = None
         if step.how == "exhausted":
             end = next(
@@ -618,7 +668,11 @@ class ModelSearch:
                     best = (score, cand)
         assert best is not None
         _, p, lufs, peak = self._score(best[1], none)
-        reachable = abs(lufs - self.target_lufs) <= self.tolerance and peak <= self.peak_limit_dbfs
+        reachable = (
+            abs(lufs - self.target_lufs) <= self.tolerance
+            and peak <= self.peak_limit_dbfs
+            and self._true_peak_ok(peak, [])
+        )
         return Proposal(best[1], p, lufs, peak, reachable, 0, "model")
 
     def _offline(self, obs: Sequence[Observation], how: str, fixed_ceiling: bool = False) -> Proposal:
@@ -630,7 +684,7 @@ class ModelSearch:
         if fixed_ceiling and ceiling is not None:
             dim = self.space[ceiling]
             assert isinstance(dim, Range)
-            fixed[ceiling] = min(dim.high, max(dim.low, self.peak_limit_dbfs - PEAK_SAFETY_DB))
+            fixed[ceiling] = min(dim.high, max(dim.low, self.safe_ceiling([])))
         free = {k: d for k, d in self.space.items() if k not in fixed}
         starts: list[dict[str, float]] = [
             {**{k: v for k, v in o.params.items() if k in free}, **fixed}
@@ -645,7 +699,11 @@ class ModelSearch:
         best = min(starts, key=lambda f: self._score(f, correct)[0])
         best = self._polish(best, correct, free)
         _, p, lufs, peak = self._score(best, correct)
-        reachable = abs(lufs - self.target_lufs) <= self.tolerance and peak <= self.peak_limit_dbfs
+        reachable = (
+            abs(lufs - self.target_lufs) <= self.tolerance
+            and peak <= self.peak_limit_dbfs
+            and self._true_peak_ok(peak, obs)
+        )
         return Proposal(best, p, lufs, peak, reachable, len(obs), how)
 
     def _polish(self, flat: dict[str, float], correct: Correct, free: Mapping[str, Dim]) -> dict[str, float]:
@@ -689,8 +747,16 @@ def observations(study: optuna.Study, space: Mapping[str, Dim]) -> list[Observat
     out = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         lufs, peak = t.user_attrs.get("lufs_i"), t.user_attrs.get("peak_dbfs")
+        tp = t.user_attrs.get("true_peak_dbtp")
         if isinstance(lufs, (int, float)) and isinstance(peak, (int, float)) and set(space) <= set(t.params):
-            out.append(Observation({k: float(t.params[k]) for k in space}, float(lufs), float(peak)))
+            out.append(
+                Observation(
+                    {k: float(t.params[k]) for k in space},
+                    float(lufs),
+                    float(peak),
+                    float(tp) if isinstance(tp, (int, float)) else math.nan,
+                )
+            )
     return out
 
 

@@ -303,3 +303,13 @@ def describe_playback(platform: Platform, lufs_i: float, true_peak_dbtp: float) 
         limiter = f"{platform.up_limiter_db:g} dB"
         return f"{platform.label}: {gain:+.1f} dB (turned up; its limiter holds peaks at {limiter})"
     return f"{platform.label}: {gain:+.1f} dB (turned up)"
+
+
+def playback_gains(lufs_i: float, true_peak_dbtp: float) -> dict[str, float]:
+    """Every preset's playback gain for one master (dB, rounded to 0.1 as a meter shows it)."""
+    return {name: round(playback_gain_db(p, lufs_i, true_peak_dbtp), 1) for name, p in PLATFORMS.items()}
+
+
+def playback_lines(lufs_i: float, true_peak_dbtp: float) -> list[str]:
+    """How every preset's platform will play one master back, one phrase each."""
+    return [describe_playback(p, lufs_i, true_peak_dbtp) for p in PLATFORMS.values()]

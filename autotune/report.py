@@ -15,6 +15,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.table import Table
 
+from autotune.platforms import playback_lines
+
 W, H, PAD = 560, 260, 44
 
 
@@ -44,7 +46,7 @@ def table(study: optuna.Study) -> Table:
     trials = study.get_trials()
     names = sorted({n for t in trials for n in t.params})
     tab = Table(title=f"study {study.study_name}: {len(trials)} trial{'s' if len(trials) != 1 else ''}")
-    for col in ["#", "state", *names, "LUFS", "peak dBFS", "TP dBTP", "pass", "loss"]:
+    for col in ["#", "state", *names, "LUFS", "peak dBFS", "TP dBTP", "LRA LU", "PLR dB", "pass", "loss"]:
         tab.add_column(col, justify="right" if col not in ("state", "pass") else "left")
     for t in trials:
         u = t.user_attrs
@@ -57,6 +59,7 @@ def table(study: optuna.Study) -> Table:
                 f"{u[k]:.2f}" if isinstance(u.get(k), (int, float)) else ""
                 for k in ("lufs_i", "peak_dbfs", "true_peak_dbtp")
             ],
+            *[f"{u[k]:.1f}" if isinstance(u.get(k), (int, float)) else "" for k in ("lra_lu", "plr_db")],
             passed,
             f"{t.value:.3f}" if t.value is not None else "",
         )
@@ -104,6 +107,45 @@ def _chart(
     return f"<h3>{html.escape(title)}</h3>" + "".join(parts)
 
 
+def _limits_text(study: optuna.Study) -> str:
+    u = study.user_attrs
+    parts = [f"peak limit {u['peak_limit_dbfs']} dBFS" if u.get("peak_limit_dbfs") is not None else ""]
+    parts.append(
+        f"true-peak limit {u['peak_limit_dbtp']} dBTP" if u.get("peak_limit_dbtp") is not None else ""
+    )
+    return ", ".join(p for p in parts if p) or "no peak limit recorded"
+
+
+def _loudness_html(done: list[FrozenTrial]) -> str:
+    """The loudness report of the first passing export (else the one with the lowest loss): its dynamics
+    and how every platform will play it back."""
+    passed = [t for t in done if t.user_attrs.get("passed")]
+    pool = passed or [t for t in done if t.value is not None]
+    if not pool:
+        return ""
+    t = passed[0] if passed else min(pool, key=lambda t: t.value if t.value is not None else math.inf)
+    u = t.user_attrs
+    lufs, tp = u.get("lufs_i"), u.get("true_peak_dbtp")
+    if not isinstance(lufs, (int, float)) or not isinstance(tp, (int, float)):
+        return ""
+    dyn = ", ".join(
+        f"{label} {u[k]:.1f} {unit}"
+        for k, label, unit in (
+            ("lra_lu", "LRA", "LU"),
+            ("max_momentary_lufs", "max momentary", "LUFS"),
+            ("max_short_term_lufs", "max short-term", "LUFS"),
+            ("plr_db", "PLR", "dB"),
+        )
+        if isinstance(u.get(k), (int, float))
+    )
+    which = "first passing" if passed else "closest"
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in playback_lines(float(lufs), float(tp)))
+    return (
+        f"<h3>Trial #{t.number} ({which}): {float(lufs):.2f} LUFS, true peak {float(tp):.2f} dBTP"
+        f"{'; ' + html.escape(dyn) if dyn else ''}</h3><p>Playback on each platform:</p><ul>{items}</ul>"
+    )
+
+
 def write_html(study: optuna.Study, path: Path) -> Path:
     trials = study.get_trials()
     done = [t for t in trials if t.state == TrialState.COMPLETE and "lufs_i" in t.user_attrs]
@@ -114,8 +156,8 @@ def write_html(study: optuna.Study, path: Path) -> Path:
     vs = [(float(t.params[main]), float(t.user_attrs["lufs_i"])) for t in done if main and main in t.params]
     body = [
         f"<h1>autotune study {html.escape(study.study_name)}</h1>",
-        f"<p>{len(trials)} trials, {len(done)} measured; target {target} LUFS, "
-        f"peak limit {study.user_attrs.get('peak_limit_dbfs')} dBFS</p>",
+        f"<p>{len(trials)} trials, {len(done)} measured; target {target} LUFS, {_limits_text(study)}</p>",
+        _loudness_html(done),
         _chart("Loss per trial", "trial", [("loss", "#c33", loss_pts)], 0.0),
         _chart(
             "Integrated loudness per trial (dashed: target)", "trial", [("lufs", "#36c", lufs_pts)], target

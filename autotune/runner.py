@@ -14,10 +14,19 @@ from autotune.config import SweepConfig
 from autotune.live.devices import Applied, MasterChain
 from autotune.live.errors import ExportFailed
 from autotune.live.export import Exporter, stamp, wait_for_export
+from autotune.platforms import playback_gains
 from autotune.receipts import utc_now
 
-#: A sample peak this close above the limit still passes: below 24-bit resolution at any sane limit.
-PEAK_EPSILON_DB = 1e-3
+#: What a receipt's results hold of the measurement (the dashboard shows them as user attributes).
+MEASURED_KEYS = (
+    "lufs_i",
+    "peak_dbfs",
+    "true_peak_dbtp",
+    "lra_lu",
+    "max_momentary_lufs",
+    "max_short_term_lufs",
+    "plr_db",
+)
 
 
 class TrialFailed(Exception):
@@ -32,16 +41,20 @@ class TrialFailed(Exception):
 class Verdict:
     pass_lufs: bool
     pass_peak: bool
+    #: None when the config sets no true-peak limit (the receipt then has no `pass_true_peak`).
+    pass_true_peak: bool | None = None
 
     @property
     def passed(self) -> bool:
-        return self.pass_lufs and self.pass_peak
+        return self.pass_lufs and self.pass_peak and self.pass_true_peak is not False
 
 
 def verdict(m: Measurement, config: SweepConfig) -> Verdict:
+    limits = config.limits()
     return Verdict(
-        pass_lufs=abs(m.lufs_i - config.target_lufs) <= config.lufs_tolerance,
-        pass_peak=m.peak_dbfs <= config.peak_limit_dbfs + PEAK_EPSILON_DB,
+        pass_lufs=limits.pass_lufs(m.lufs_i),
+        pass_peak=limits.pass_peak(m.peak_dbfs),
+        pass_true_peak=None if limits.peak_dbtp is None else limits.pass_true_peak(m.true_peak_dbtp),
     )
 
 
@@ -139,8 +152,16 @@ def run_trial(
     v = verdict(m, rig.config)
     cfg = rig.config
     log(f"  LUFS: {m.lufs_i:.2f} (target {cfg.target_lufs:.2f}) pass={v.pass_lufs}")
-    log(f"  PEAK: {m.peak_dbfs:.2f} (limit {cfg.peak_limit_dbfs:.2f}) pass={v.pass_peak}")
-    log(f"  TRUE PEAK: {m.true_peak_dbtp:.2f} dBTP")
+    if cfg.peak_limit_dbfs is not None:
+        log(f"  PEAK: {m.peak_dbfs:.2f} (limit {cfg.peak_limit_dbfs:.2f}) pass={v.pass_peak}")
+    else:
+        log(f"  PEAK: {m.peak_dbfs:.2f} dBFS")
+    if cfg.peak_limit_dbtp is not None:
+        log(
+            f"  TRUE PEAK: {m.true_peak_dbtp:.2f} dBTP (limit {cfg.peak_limit_dbtp:.2f}) pass={v.pass_true_peak}"
+        )
+    else:
+        log(f"  TRUE PEAK: {m.true_peak_dbtp:.2f} dBTP")
     _complete(receipt, m, v, started)
     return receipt
 
@@ -154,6 +175,13 @@ def _complete(receipt: dict[str, Any], m: Measurement, v: Verdict, started: floa
             "pass_lufs": v.pass_lufs,
             "pass_peak": v.pass_peak,
             "true_peak_dbtp": _r(m.true_peak_dbtp),
+            **({} if v.pass_true_peak is None else {"pass_true_peak": v.pass_true_peak}),
+            "lra_lu": _r(m.lra_lu),
+            "max_momentary_lufs": _r(m.max_momentary_lufs),
+            "max_short_term_lufs": _r(m.max_short_term_lufs),
+            "plr_db": _r(m.plr_db),
+            # What each platform's normalisation will do to this master (autotune.platforms).
+            "playback_db": playback_gains(m.lufs_i, m.true_peak_dbtp),
         },
         status="ok",
         duration_s=_r(time.monotonic() - started),

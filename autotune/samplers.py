@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from autotune.errors import ConfigError
 from autotune.live.values import split_key
 from objectives import Choice, Dim, Range
+from objectives.limits import Limits
 
 SamplerName = Literal["auto", "model", "tpe", "gp", "cmaes", "random", "stepwise"]
 SAMPLERS: tuple[str, ...] = ("auto", "model", "tpe", "gp", "cmaes", "random", "stepwise")
@@ -107,13 +108,12 @@ class StepwiseSampler(SpaceSampler):
         self,
         space: Mapping[str, Dim],
         start: Mapping[str, float],
-        target_lufs: float,
-        peak_limit_dbfs: float,
-        tolerance: float,
+        limits: Limits,
     ) -> None:
         super().__init__(space)
         self.start = dict(start)
-        self.target, self.limit, self.tolerance = target_lufs, peak_limit_dbfs, tolerance
+        self.limits = limits
+        self.target, self.tolerance = limits.target_lufs, limits.tolerance
 
     def _role(self, name: str) -> str:
         base = split_key(name.split(".", 1)[1])[0]
@@ -133,8 +133,9 @@ class StepwiseSampler(SpaceSampler):
             return {k: v for k, v in self.start.items() if k in search_space}
         last = max(done, key=lambda t: t.number)
         lufs, peak = float(last.user_attrs["lufs_i"]), float(last.user_attrs["peak_dbfs"])
+        tp = float(last.user_attrs.get("true_peak_dbtp", peak))
         steps = {"threshold": 0.0, "makeup": 0.0, "gain": 0.0}
-        if peak > self.limit:
+        if self.limits.peak_over_db(peak, tp) > 0.0:
             steps["gain"] = -1.0
         elif lufs < self.target - self.tolerance:
             steps = {"threshold": -1.0, "makeup": 1.0, "gain": 1.0}

@@ -39,8 +39,11 @@ def build_space(chain: MasterChain, config: SweepConfig, *, from_targets: bool =
                 chain.check(alias, key, bound[1], "search")
                 lo, hi = bound
             elif from_targets and split_key(key)[0] == "ceiling":
-                lo = max(lo, config.peak_limit_dbfs - CEILING_SPAN_DB)
-                hi = min(hi, config.peak_limit_dbfs - CEILING_MARGIN_DB)
+                # Under a true-peak limit the (sample-peak) ceiling starts lower by the true peak's
+                # allowance above it (objectives.limits): a ceiling at -1 dB does not give -1 dBTP.
+                budget = config.limits().sample_budget_dbfs()
+                lo = max(lo, budget - CEILING_SPAN_DB)
+                hi = min(hi, budget - CEILING_MARGIN_DB)
             if steps is not None:
                 inside = tuple(v for v in steps if lo - 1e-9 <= v <= hi + 1e-9)
                 if not inside:

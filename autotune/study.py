@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import random
 import re
 import sys
@@ -38,7 +39,7 @@ from autotune.live.devices import LiveSet, MasterChain
 from autotune.live.errors import LiveError, LiveReadError
 from autotune.live.tracks import resolve_track
 from autotune.runner import (
-    PEAK_EPSILON_DB,
+    MEASURED_KEYS,
     REFERENCE_ID,
     Rig,
     TrialFailed,
@@ -62,7 +63,8 @@ from autotune.storage import (
     open_storage,
     recover_running,
 )
-from objectives import Dim, flatten, loss, suggest
+from objectives import Dim, flatten, suggest
+from objectives.limits import Limits, results_pass
 
 Log = Callable[[str], None]
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
@@ -119,7 +121,7 @@ def _stop_on_pass(study: optuna.Study, trial: FrozenTrial) -> None:
 def record(trial: optuna.Trial, receipt: dict[str, Any]) -> None:
     """User attributes the dashboard shows (optuna-dashboard 0.21 does not show Optuna 5 constraints)."""
     results = receipt.get("results") or {}
-    for k in ("lufs_i", "peak_dbfs", "true_peak_dbtp", "pass_lufs", "pass_peak"):
+    for k in (*MEASURED_KEYS, "pass_lufs", "pass_peak"):
         if k in results:
             trial.set_user_attr(k, results[k])
     trial.set_user_attr("export_file", receipt["export_file"])
@@ -127,7 +129,9 @@ def record(trial: optuna.Trial, receipt: dict[str, Any]) -> None:
     trial.set_user_attr("status", receipt.get("status"))
     if "error" in receipt:
         trial.set_user_attr("error", receipt["error"])
-    trial.set_user_attr("passed", bool(results.get("pass_lufs") and results.get("pass_peak")))
+    if "pass_true_peak" in results:
+        trial.set_user_attr("pass_true_peak", results["pass_true_peak"])
+    trial.set_user_attr("passed", results_pass(results))
     trial.set_user_attr("receipt", receipt)
 
 
@@ -239,12 +243,12 @@ def _passed(study: optuna.Study, config: SweepConfig) -> FrozenTrial | None:
 
     def meets(t: FrozenTrial) -> bool:
         lufs, peak = t.user_attrs.get("lufs_i"), t.user_attrs.get("peak_dbfs")
-        if not isinstance(lufs, (int, float)) or not isinstance(peak, (int, float)):
+        tp = t.user_attrs.get("true_peak_dbtp", peak)
+        if not (
+            isinstance(lufs, (int, float)) and isinstance(peak, (int, float)) and isinstance(tp, (int, float))
+        ):
             return False
-        return (
-            abs(lufs - config.target_lufs) <= config.lufs_tolerance
-            and peak <= config.peak_limit_dbfs + PEAK_EPSILON_DB
-        )
+        return config.limits().passes(float(lufs), float(peak), float(tp))
 
     return next((t for t in study.get_trials(states=(TrialState.COMPLETE,)) if meets(t)), None)
 
@@ -259,6 +263,7 @@ class _Plan:
     budget: int | None
     sampler_label: str
     sweep: bool
+    limits: Limits
     model: modelsearch.ModelSampler | None = None
     out_of_reach: dict[str, Any] | None = None
     reference_exports: int = 0
@@ -350,9 +355,7 @@ def _objective(
         if plan.model is not None:
             _diagnose(plan, trial, proposal, receipt, from_cache, log)
             _remember(plan, settings, study, trial, receipt)
-        if plan.model is not None and not (
-            receipt["results"]["pass_lufs"] and receipt["results"]["pass_peak"]
-        ):
+        if plan.model is not None and not results_pass(receipt["results"]):
             _judge_reach(plan, study, trial, receipt, log)
         record(trial, receipt)
         try:
@@ -365,8 +368,11 @@ def _objective(
         except OSError as e:
             log(f"  (export not attached to the dashboard: {e})")
         res = receipt["results"]
-        trial.set_constraint("peak_over_limit_db", res["peak_dbfs"] - config.peak_limit_dbfs)
-        return loss(res["lufs_i"], res["peak_dbfs"], config.target_lufs, config.peak_limit_dbfs)
+        limits = config.limits()
+        tp = res.get("true_peak_dbtp")
+        tp = float(tp) if isinstance(tp, (int, float)) else float(res["peak_dbfs"])
+        trial.set_constraint("peak_over_limit_db", limits.peak_over_db(res["peak_dbfs"], tp))
+        return limits.loss(res["lufs_i"], res["peak_dbfs"], tp)
 
     return objective
 
@@ -419,9 +425,7 @@ def run(
         space = build_space(chain, config, from_targets=not sweep)
         if chosen == "stepwise":
             start = stepwise_start(space, [flatten(r.params()) for r in config.runs])
-            optuna_sampler = StepwiseSampler(
-                space, start, config.target_lufs, config.peak_limit_dbfs, config.lufs_tolerance
-            )
+            optuna_sampler = StepwiseSampler(space, start, config.limits())
         url = settings.storage_url()
         storage = open_storage(url, heartbeat_s=settings.heartbeat_s, grace_s=settings.grace_s)
         study = load_or_create_study(storage, study_name, restart=restart)
@@ -441,6 +445,7 @@ def run(
                 budget=trials,
                 sampler_label=label,
                 sweep=sweep,
+                limits=config.limits(),
             )
             rig = Rig(chain, backend.exporter, config, project_root, config.auto_export.timeout_s, log)
             return _run(
@@ -475,6 +480,7 @@ def _run(
     study.set_user_attr("kind", "sweep" if sweep else "optimize")
     study.set_user_attr("target_lufs", config.target_lufs)
     study.set_user_attr("peak_limit_dbfs", config.peak_limit_dbfs)
+    study.set_user_attr("peak_limit_dbtp", config.peak_limit_dbtp)
     path = settings.receipts_path()
     reconcile(study, path, log)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -514,9 +520,7 @@ def _run(
         _enqueue_runs(study, config.runs, log)
     if plan.sampler_label == "model":
         verdict = study.user_attrs.get("out_of_reach")
-        judged_for = _judged_for(
-            config.target_lufs, config.peak_limit_dbfs, config.lufs_tolerance, plan.space
-        )
+        judged_for = _judged_for(config.limits(), plan.space)
         if isinstance(verdict, dict) and verdict.get("judged_for") == judged_for and not refine:
             chain.restore_all()
             log(f"Study {study_name!r} found the target out of reach: {verdict.get('message')}")
@@ -599,7 +603,7 @@ def _model_sampler(
     plan.findings = [f.describe() for f in findings]
     feats, cached = _reference(study, rig, plan, settings, fresh, log)
     dry = study.user_attrs.get("dry_pass")
-    judged = _judged_for(config.target_lufs, config.peak_limit_dbfs, config.lufs_tolerance, plan.space)
+    judged = _judged_for(config.limits(), plan.space)
     if isinstance(dry, dict) and dry.get("judged_for") == judged and not plan.refine:
         plan.dry_pass = dry
         return None
@@ -615,8 +619,9 @@ def _model_sampler(
         device_roles,
         base,
         config.target_lufs,
-        config.peak_limit_dbfs,
+        config.limits().sample_budget_dbfs(0.0),
         config.lufs_tolerance,
+        true_peak_limit_dbtp=config.peak_limit_dbtp,
         seed=random.SystemRandom().randrange(2**31) if seed is None else seed,  # workers differ unless seeded
         refine=plan.refine,
         prior=prior,
@@ -732,13 +737,11 @@ def _reference(
         raise LiveReadError(f"the dry reference export failed: {e}") from None
     plan.reference_exports += 1
     receipts.append(settings.receipts_path(), receipt)
-    if receipt["results"]["pass_lufs"] and receipt["results"]["pass_peak"]:
+    if results_pass(receipt["results"]):
         study.set_user_attr(
             "dry_pass",
             {
-                "judged_for": _judged_for(
-                    rig.config.target_lufs, rig.config.peak_limit_dbfs, rig.config.lufs_tolerance, plan.space
-                ),
+                "judged_for": _judged_for(rig.config.limits(), plan.space),
                 "export_file": receipt["export_file"],
                 "results": receipt["results"],
             },
@@ -752,14 +755,17 @@ def _reference(
     return feats, False
 
 
-def _judged_for(target: float, limit: float, tolerance: float, space: Mapping[str, Dim]) -> dict[str, Any]:
+def _judged_for(limits: Limits, space: Mapping[str, Dim]) -> dict[str, Any]:
     """What a verdict holds for: another target, limit, tolerance or search space is judged afresh."""
-    return {
-        "target_lufs": target,
-        "peak_limit_dbfs": limit,
-        "lufs_tolerance": tolerance,
+    judged: dict[str, Any] = {
+        "target_lufs": limits.target_lufs,
+        "peak_limit_dbfs": limits.peak_dbfs,
+        "lufs_tolerance": limits.tolerance,
         "space": {k: d.describe() for k, d in space.items()},
     }
+    if limits.peak_dbtp is not None:
+        judged["peak_limit_dbtp"] = limits.peak_dbtp
+    return judged
 
 
 def _priors(study: optuna.Study, settings: Settings) -> list[modelsearch.Prior]:
@@ -840,25 +846,34 @@ def _judge_reach(
     obs = modelsearch.observations(study, plan.space)
     here = {k: float(trial.params[k]) for k in plan.space if k in trial.params}
     if len(here) == len(plan.space):
-        obs.append(modelsearch.Observation(here, float(res["lufs_i"]), float(res["peak_dbfs"])))
+        tp = res.get("true_peak_dbtp")
+        obs.append(
+            modelsearch.Observation(
+                here,
+                float(res["lufs_i"]),
+                float(res["peak_dbfs"]),
+                float(tp) if isinstance(tp, (int, float)) else math.nan,
+            )
+        )
     after = search.propose(obs)
     if after.verdict is None:
         return
-    limit, target = search.peak_limit_dbfs, search.target_lufs
+    target = search.target_lufs
+    limits = plan.limits
     # The measured end of the line (this export, or an earlier one at the same setting).
     end = next((o for o in obs if modelsearch.same_setting(o.params, after.params)), obs[-1])
     side = after.verdict
     extreme = "loudest" if side == "louder" else "quietest"
     message = (
         f"within the search ranges the chain cannot get {side} than about {end.lufs:.2f} LUFS with the "
-        f"peak at or under {limit:.2f} dBFS (target {target:.2f} ±{search.tolerance:g}); measured "
-        f"{end.lufs:.2f} LUFS, peak {end.peak_db:.2f} dBFS at its {extreme} safe setting "
+        f"{limits.describe_peak()} (target {target:.2f} ±{search.tolerance:g}); measured "
+        f"{end.lufs:.2f} LUFS, peak {end.peak_db:.2f} dBFS{_tp(end)} at its {extreme} safe setting "
         f"({modelsearch.describe_params(end.params)})"
     )
     verdict = {
         "reachable": False,
         "direction": side,
-        "judged_for": _judged_for(target, limit, search.tolerance, plan.space),
+        "judged_for": _judged_for(limits, plan.space),
         "message": message,
         "closest_lufs": end.lufs,
         "closest_peak_dbfs": end.peak_db,
@@ -871,6 +886,10 @@ def _judge_reach(
     plan.out_of_reach = verdict
     log(f"  ✗ Out of reach: {message}")
     study.stop()
+
+
+def _tp(o: modelsearch.Observation) -> str:
+    return f", true peak {o.true_peak_db:.2f} dBTP" if math.isfinite(o.true_peak_db) else ""
 
 
 def _artifacts(settings: Settings) -> Path:
