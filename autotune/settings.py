@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     output_dir: Path = Path("output")
     studies_dir: Path = Path("studies")
     cache_dir: Path = Path(".cache")
-    export: Literal["auto", "sim", "manual", "applescript", "command"] = "auto"
+    export: Literal["auto", "sim", "manual", "applescript", "command", "resample"] = "auto"
     export_command: str | None = None
     live_app: str = "Live"
     config: Path = Path("configs/master_sweep.json")
@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     sim_input_offset_db: float = Field(default=0.0, ge=-24.0, le=24.0)
     sim_drive_slope: float = Field(default=1.0, gt=0.0, le=10.0)
     sim_post_gain_db: float = Field(default=0.0, ge=-24.0, le=24.0)
+    #: The virtual Live's transport runs this many times faster than real time (1: real time, as Live).
+    #: Only tests and demos of `--export resample` want anything else.
+    sim_clock: float = Field(default=1.0, gt=0.0, le=1000.0)
+    #: `--export resample`: keep the files of the takes it recorded (None: the config's auto_export.keep_takes).
+    keep_takes: bool | None = None
     data_dir: Path = Path("data")
     heartbeat_s: int = Field(default=5, ge=1, le=600)
     grace_s: int = Field(default=20, ge=2, le=3600)

@@ -158,11 +158,48 @@ class SimDevice:
         return self.param("Device On").value >= 0.5
 
 
+#: Scenes in a new Live Set: every track has this many clip slots.
+SCENES = 8
+#: Live's monitoring states (LOM `Track.current_monitoring_state`): In, Auto, Off.
+MONITOR_IN, MONITOR_AUTO, MONITOR_OFF = 0, 1, 2
+
+
+@dataclass
+class SimClip:
+    """A Session clip recorded into a slot: the song time it covers and the file Live wrote it to.
+
+    `segments` are the stretches of song time (beats) the transport played while it recorded, in order: one,
+    unless the song position jumped meanwhile. `recording` is true until the recording has ended."""
+
+    file_path: str
+    segments: list[list[float]]
+    stages: tuple[tuple[SimStage, ...], float]
+    recording: bool = True
+    stop_at: float | None = None  # a quantized stop waiting for its boundary (song beats)
+
+    @property
+    def length(self) -> float:
+        return float(sum(b - a for a, b in self.segments))
+
+
+@dataclass
+class SimSlot:
+    clip: SimClip | None = None
+    #: A recording fired but waiting for its quantization boundary (song beats): Live's triggered state.
+    record_at: float | None = None
+
+
 @dataclass
 class SimTrack:
     name: str
     devices: list[SimDevice] = field(default_factory=list)
     volume: float = 0.85
+    arm: bool = False
+    can_be_armed: bool = True
+    monitoring: int = MONITOR_AUTO
+    #: The input routing type's display name (Live's `input_routing_type.display_name`).
+    input_routing: str = "Ext. In"
+    slots: list[SimSlot] = field(default_factory=lambda: [SimSlot() for _ in range(SCENES)])
 
 
 GLUE_RATIOS: list[float | None] = [2.0, 4.0, 10.0]
@@ -245,7 +282,7 @@ class SimSong:
     addressing: Addressing = "minus-1000"
     chain_on: ChainOn = "master"
     tracks: list[SimTrack] = field(default_factory=list)
-    master: SimTrack = field(default_factory=lambda: SimTrack("Master"))
+    master: SimTrack = field(default_factory=lambda: SimTrack("Master", can_be_armed=False))
 
     def __post_init__(self) -> None:
         if not self.tracks:

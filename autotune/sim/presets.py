@@ -70,4 +70,7 @@ def sim_options(settings: Settings) -> SimOptions:
             drive_slope=settings.sim_drive_slope,
             post_gain_db=settings.sim_post_gain_db,
         ),
+        clock_speed=settings.sim_clock,
+        # The virtual Live's Set lives in the cache: its takes stay inside the project's folders.
+        set_dir=settings.cache_dir / "virtual-live",
     )
