@@ -7,6 +7,11 @@ Reading Live (device-map, doctor) needs no exporter, so the exporter is built on
 `open_backend(..., exporter=True)`, what sweep and optimize use, builds it before Live is contacted and
 refuses a bad export setting with one line; `exporter=False` builds it the first time `Backend.exporter` is
 read, if ever.
+
+`--export resample` changes the Set (a capture track, arm states, quantization), so with `exporter=True` its
+route is set up here, before the chain's track is resolved: a track appended to the Set moves the master's
+index on builds that address the master as index `len(tracks)`, and the chain must be found in the Set as
+it will stay. The Set is put back when the backend closes, whatever ended the run.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from autotune.errors import ConfigError
 from autotune.live.client import OscClient
 from autotune.live.errors import LiveReadError, LiveTimeout
 from autotune.live.export import AppleScriptExporter, CommandExporter, Exporter, ManualExporter
+from autotune.live.resample import ResampleExporter, ResampleSession
 from autotune.settings import Settings
 
 if TYPE_CHECKING:
@@ -28,7 +34,7 @@ if TYPE_CHECKING:
 Log = Callable[[str], None]
 
 #: How an export is made once `--export auto` is resolved (`export_method`).
-ExportMethod = Literal["sim", "manual", "applescript", "command"]
+ExportMethod = Literal["sim", "manual", "applescript", "command", "resample"]
 
 
 class Backend:
@@ -63,7 +69,10 @@ def open_backend(
     `exporter=True` (sweep, optimize): the exporter is built now, a bad export setting refused before any
     socket is opened. `exporter=False` (device-map, doctor): only reading, the exporter is built lazily."""
     method = export_method(settings, config)
-    ready = make_exporter(settings, config, None, log) if exporter and method != "sim" else None
+    # The virtual Live's exporter and resampling talk over the client: built once it exists.
+    ready = (
+        make_exporter(settings, config, None, log) if exporter and method not in ("sim", "resample") else None
+    )
     if settings.backend == "sim":
         from autotune.sim import VirtualLive
 
@@ -100,15 +109,35 @@ def open_backend(
             retries=settings.retries,
         )
         description = f"Live at {settings.host}:{settings.port}"
+    backend = Backend(osc, description, lambda: make_exporter(settings, config, osc, log), ready)
     try:
-        backend = Backend(osc, description, lambda: make_exporter(settings, config, osc, log), ready)
         if exporter:
-            _ = backend.exporter  # the virtual Live's exporter needs the client: built now
+            built = backend.exporter  # the virtual Live's exporter needs the client: built now
+            if isinstance(built, ResampleExporter):
+                reach_live(osc)
+                built.prepare()
         yield backend
     finally:
-        osc.close()
-        if live is not None:
-            live.close()
+        try:
+            if isinstance(backend._exporter, ResampleExporter):
+                backend._exporter.finish()
+        finally:
+            osc.close()
+            if live is not None:
+                live.close()
+
+
+def resample_session(settings: Settings, config: SweepConfig, osc: OscClient, log: Log) -> ResampleSession:
+    """The capture route as the config says (span, keep_takes, timeout), its crash marker in the cache."""
+    auto = config.auto_export
+    return ResampleSession(
+        osc,
+        capture=auto.capture,
+        keep_takes=auto.keep_takes if settings.keep_takes is None else settings.keep_takes,
+        timeout_s=auto.timeout_s,
+        marker_dir=settings.cache_dir / "resample",
+        log=log,
+    )
 
 
 def reach_live(osc: OscClient) -> None:
@@ -131,13 +160,16 @@ def sim_options(settings: Settings) -> SimOptions:
 
 def export_method(settings: Settings, config: SweepConfig) -> ExportMethod:
     """The one place `--export auto` (AUTOTUNE_EXPORT) is resolved: `--export-command` alone means
-    `command`; the virtual Live (`--backend sim`) exports itself; a real Live follows the config's
-    `auto_export.enabled` (on by default on macOS only): AppleScript when on, by hand when off."""
+    `command`; then the config's `auto_export.method` when it names one; the virtual Live (`--backend
+    sim`) exports itself; a real Live follows the config's `auto_export.enabled` (on by default on macOS
+    only): AppleScript when on, by hand when off."""
     choice = settings.export
     if choice != "auto":
         return choice
     if settings.export_command:
         return "command"
+    if config.auto_export.method is not None:
+        return config.auto_export.method
     if settings.backend == "sim":
         return "sim"
     return "applescript" if config.auto_export.is_enabled() else "manual"
@@ -160,6 +192,10 @@ def make_exporter(settings: Settings, config: SweepConfig, osc: OscClient | None
             return CommandExporter(settings.export_command, log)
         if method == "applescript":
             return AppleScriptExporter(settings.live_app, log)
+        if method == "resample":
+            if osc is None:
+                raise AssertionError("resampling needs the OSC client")
+            return ResampleExporter(resample_session(settings, config, osc, log), log)
     except ValueError as e:
         raise ConfigError(f"export: {e}") from None
     return ManualExporter(log)

@@ -17,14 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from autotune.backends import export_method
+from autotune.audio import AnalysisError, analyze_file
+from autotune.backends import export_method, resample_session
 from autotune.chainstate import Role, device_role, read_state
 from autotune.config import SweepConfig
 from autotune.dsp.chain import live_fader_db
 from autotune.live.client import OscClient
 from autotune.live.devices import FADER_0DB, LiveSet, MasterChain
-from autotune.live.errors import LiveError, LiveErrorReply, LiveReadError, LiveTimeout
+from autotune.live.errors import ExportFailed, LiveError, LiveErrorReply, LiveReadError, LiveTimeout
 from autotune.live.export import CommandExporter
+from autotune.live.resample import CAPTURE_TRACK, RESAMPLING, SILENCE_DBFS, CaptureSetupError, Span
 from autotune.live.tracks import Track, resolve_track
 from autotune.settings import Settings
 
@@ -138,6 +140,15 @@ def check_export(settings: Settings, config: SweepConfig) -> Check:
     auto = settings.export == "auto"
     if method == "sim":
         return Check("export method", "ok", "the virtual Live's export")
+    if method == "resample":
+        cap = config.auto_export.capture
+        span = cap if isinstance(cap, str) else f"beats {cap.start_beats:g} + {cap.length_beats:g}"
+        return Check(
+            "export method",
+            "ok",
+            f"resampling over AbletonOSC (capture: {span}, in real time) on track {CAPTURE_TRACK!r}",
+            "no UI scripting, any OS; Live must run on this computer (its takes are read from its disk)",
+        )
     if method == "manual":
         why = " (auto_export is off)" if auto else ""
         return Check(
@@ -250,12 +261,113 @@ def run_doctor(
     """Every check, in order. The export method and the output folder need no Live: they are reported even
     when Live cannot be reached or the chain cannot be read, so one run shows every problem it can."""
     last = check_last_export(settings)
+    live = _live_checks(osc, config, log)
+    reachable = bool(live) and live[0].name == "Live reachable" and live[0].status == "ok"
+    route = (
+        check_resample(osc, config, settings, log)
+        if reachable and export_method(settings, config) == "resample"
+        else []
+    )
     return [
-        *_live_checks(osc, config, log),
+        *live,
         check_export(settings, config),
+        *route,
         check_output(settings),
         *([last] if last is not None else []),
     ]
+
+
+#: Seconds the doctor's test recording lasts.
+TEST_CAPTURE_S = 1.0
+
+
+def check_resample(
+    osc: OscClient, config: SweepConfig, settings: Settings, log: Callable[[str], None]
+) -> list[Check]:
+    """The capture route of `--export resample`, tried for real: the Resampling input type exists, the
+    capture track arms, and a 1 s test recording appears and is not silent. The Set is put back afterwards
+    exactly as the runs do it (the test's clip and take deleted, a track made for the test removed)."""
+    session = resample_session(settings, config, osc, lambda _: None)
+    session.keep_takes = False
+    out: list[Check] = []
+    try:
+        try:
+            session.prepare()
+        except CaptureSetupError as e:
+            if e.check == "capture arm":  # the routing came before the arm and was confirmed
+                out.append(
+                    Check("capture routing", "ok", f"{CAPTURE_TRACK!r} takes {RESAMPLING!r} as its input")
+                )
+            return [*out, Check(e.check, "fail", e.detail, e.fix)]
+        out.append(
+            Check(
+                "capture routing",
+                "ok",
+                f"{CAPTURE_TRACK!r} takes {RESAMPLING!r} as its input, monitoring Off",
+            )
+        )
+        out.append(
+            Check(
+                "capture arm", "ok", f"{CAPTURE_TRACK!r} is armed (other armed tracks are disarmed for a run)"
+            )
+        )
+        assert session.span is not None
+        tempo = float(osc.query("/live/song/get/tempo")[0])
+        test = Span(session.span.start_beats, TEST_CAPTURE_S * tempo / 60.0, "the doctor's test")
+        target = settings.output_dir / ".doctor-capture.wav"
+        try:
+            session.capture(target, test)
+            m = analyze_file(target)
+        except ExportFailed as e:
+            return [
+                *out,
+                Check(
+                    "capture test", "fail", f"the {TEST_CAPTURE_S:g} s test recording failed: {e}", _TEST_FIX
+                ),
+            ]
+        except AnalysisError as e:
+            silent = "silent" in str(e)
+            return [
+                *out,
+                Check(
+                    "capture test",
+                    "fail",
+                    f"the {TEST_CAPTURE_S:g} s test recording from beat {test.start_beats:g} "
+                    + ("is silent" if silent else f"cannot be measured: {e}"),
+                    "play the Set from that beat: the main output must sound there (Resampling records it post "
+                    "master fader); or capture another span"
+                    if silent
+                    else _TEST_FIX,
+                ),
+            ]
+        finally:
+            target.unlink(missing_ok=True)
+        if m.peak_dbfs <= SILENCE_DBFS:
+            return [
+                *out,
+                Check(
+                    "capture test",
+                    "fail",
+                    f"the test recording peaks at {m.peak_dbfs:.1f} dBFS: silence",
+                    _TEST_FIX,
+                ),
+            ]
+        return [
+            *out,
+            Check(
+                "capture test",
+                "ok",
+                f"a {TEST_CAPTURE_S:g} s test recording from beat {test.start_beats:g} appeared: "
+                f"{m.lufs_i:.1f} LUFS, peak {m.peak_dbfs:.1f} dBFS, {m.sample_rate} Hz",
+            ),
+        ]
+    except LiveError as e:
+        return [*out, Check("capture test", "fail", str(e), _TEST_FIX)]
+    finally:
+        session.restore()
+
+
+_TEST_FIX = "check the capture track in Live (armed, Audio From Resampling, an empty clip slot) and the Set's Samples/Recorded folder"
 
 
 def _live_checks(osc: OscClient, config: SweepConfig, log: Callable[[str], None]) -> list[Check]:
