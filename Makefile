@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/autotune optimize configs/streaming.json --trials 20 --backend sim --restart
+	$(BIN)/autotune optimize configs/spotify.json --trials 20 --backend sim --restart
 
 sweep-demo: $(STAMP)
 	$(BIN)/autotune sweep configs/master_sweep.json --backend sim --restart

@@ -330,7 +330,12 @@ def _objective(
         params = suggest(trial, plan.space, only=names)
         proposal = plan.model.proposals.get(trial.number) if plan.model is not None else None
         if proposal is not None:
-            log(f"  model: {proposal.describe()}")
+            search = plan.model.search if plan.model is not None else None
+            tp_text = ""
+            if search is not None and search.true_peak_limit_dbtp is not None:
+                over = search.true_peak_over(modelsearch.observations(study, plan.space))
+                tp_text = f", true peak about {proposal.peak_db + over:.2f} dBTP"
+            log(f"  model: {proposal.describe()}{tp_text}")
             trial.set_user_attr("predicted_lufs", round(proposal.lufs, 4))
             trial.set_user_attr("predicted_peak_dbfs", round(proposal.peak_db, 4))
             trial.set_user_attr("predicted_reachable", proposal.reachable)
