@@ -495,7 +495,7 @@ class ResampleSession:
             if late > LATE_START_S * tempo / 60.0:
                 # The take must start at the span's start; a late one misses the span's beginning.
                 raise ExportFailed(
-                    f"the recording started {late * 60.0 / tempo:.2f} s after the span's start (Live recorded "
+                    f"the recording started at least {late * 60.0 / tempo:.2f} s after the span's start (Live recorded "
                     f"{recorded:g} of the {played:g} beats the transport played): set Count-In to None in "
                     "Live's Record, Warp & Launch preferences"
                 )
@@ -803,6 +803,13 @@ class ResampleExporter:
     def finish(self) -> None:
         """At the end of the run (also after an error or Ctrl-C): the Set as it was found."""
         self.session.restore()
+
+    @property
+    def capture_span(self) -> dict[str, float] | None:
+        """The span every capture of this run records (known once prepared): a dry reference captured over
+        one span is not the reference of another, so it belongs in the reference cache's key."""
+        span = self.session.span
+        return None if span is None else {"start_beats": span.start_beats, "length_beats": span.length_beats}
 
     @property
     def capture_info(self) -> dict[str, Any] | None:
