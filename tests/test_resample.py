@@ -240,6 +240,24 @@ def test_a_recording_that_starts_late_is_a_failed_export(tmp_path: Path, demo_ca
             assert state(sim)["clips"] == 0 and takes(sim) == []
 
 
+def test_a_launch_that_plays_from_elsewhere_is_a_failed_export(
+    rig: tuple[VirtualLive, OscClient], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim, osc = rig
+    fire = sim.transport.fire
+
+    def from_the_top(*args: Any) -> None:  # a Live that starts the song from its beginning instead
+        fire(*args)
+        sim.transport.set_song_time(0.0)
+
+    monkeypatch.setattr(sim.transport, "fire", from_the_top)
+    s, _ = session(osc, tmp_path)
+    with pytest.raises(ExportFailed, match="before the span's start at 4: the take would not be the span"):
+        s.capture(tmp_path / "a.wav")
+    s.restore()
+    assert state(sim)["clips"] == 0
+
+
 def test_ctrl_c_while_recording_leaves_the_set_as_found(
     rig: tuple[VirtualLive, OscClient], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

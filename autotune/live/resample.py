@@ -552,6 +552,11 @@ class ResampleSession:
         with _progress(self.progress, label, seconds, self.log) as show:
             while True:
                 now = self._number("/live/song/get/current_song_time")
+                if now < span.start_beats - 1e-3:  # the launch did not start from the position set
+                    raise ExportFailed(
+                        f"Live played from beat {now:g} while recording, before the span's start at "
+                        f"{span.start_beats:g}: the take would not be the span"
+                    )
                 show(min(1.0, max(0.0, (now - span.start_beats) / span.length_beats)))
                 if now >= end:
                     break
