@@ -33,7 +33,7 @@ from autotune.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from autotune.config import SweepConfig
-    from autotune.study import StudyResult
+    from autotune.loop import StudyResult
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)

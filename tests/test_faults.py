@@ -409,9 +409,9 @@ def test_an_interrupt_after_the_receipt_is_made_never_runs_the_run_again(
 ) -> None:
     """Ctrl-C landing after a trial measured its export (attaching it for the dashboard) fails the trial in
     Optuna, but its receipt is real: the resume logs it and must not export the same run a second time."""
-    import autotune.study
+    import autotune.loop
 
-    real = autotune.study.upload_artifact
+    real = autotune.loop.upload_artifact
     calls = {"n": 0}
 
     def interrupt_second(**kwargs: object) -> str:
@@ -420,9 +420,9 @@ def test_an_interrupt_after_the_receipt_is_made_never_runs_the_run_again(
             raise KeyboardInterrupt
         return real(**kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(autotune.study, "upload_artifact", interrupt_second)
+    monkeypatch.setattr(autotune.loop, "upload_artifact", interrupt_second)
     assert main(["sweep", "configs/master_sweep.json"]) == 130
-    monkeypatch.setattr(autotune.study, "upload_artifact", real)
+    monkeypatch.setattr(autotune.loop, "upload_artifact", real)
     assert main(["sweep", "configs/master_sweep.json"]) == 0
     rows = receipts(project)
     assert sorted(r["id"] for r in rows if r["status"] == "ok") == ["iter7", "iter8", "iter9"]

@@ -1,0 +1,152 @@
+"""Bookkeeping over a study's Optuna trials: which spent an export, which passed, what is queued, and
+the receipts mirrored to the JSONL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from autotune import receipts
+from autotune.config import Run, SweepConfig
+from autotune.runner import (
+    MEASURED_KEYS,
+)
+from autotune.settings import Settings
+from objectives import flatten
+from objectives.limits import results_pass
+
+Log = Callable[[str], None]
+
+
+FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+
+
+def run_key(run: Run) -> str:
+    blob = json.dumps({"export_file": run.export_file, "params": run.params()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def started(trial: optuna.Trial | FrozenTrial) -> str:
+    return trial.datetime_start.isoformat() if trial.datetime_start else ""
+
+
+def reconcile(study: optuna.Study, path: Path, log: Log) -> None:
+    """Log the receipts of finished trials that never reached the JSONL (a crash between tell and log)."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+        r = t.user_attrs.get("receipt")
+        if isinstance(r, dict) and receipts.append(path, r):
+            log(f"  (receipt of trial #{t.number} recovered into {path})")
+
+
+def mirror(path: Path, log: Log) -> Callable[[optuna.Study, FrozenTrial], None]:
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        r = trial.user_attrs.get("receipt")
+        if isinstance(r, dict) and receipts.append(path, r):
+            log(f"  ✓ Logged to {path}")
+
+    return callback
+
+
+def stop_on_pass(study: optuna.Study, trial: FrozenTrial) -> None:
+    if trial.user_attrs.get("passed"):
+        study.stop()
+
+
+def record(trial: optuna.Trial, receipt: dict[str, Any]) -> None:
+    """User attributes the dashboard shows (optuna-dashboard 0.21 does not show Optuna 5 constraints)."""
+    results = receipt.get("results") or {}
+    for k in (*MEASURED_KEYS, "pass_lufs", "pass_peak"):
+        if k in results:
+            trial.set_user_attr(k, results[k])
+    trial.set_user_attr("export_file", receipt["export_file"])
+    trial.set_user_attr("sha256", receipt.get("sha256"))
+    trial.set_user_attr("status", receipt.get("status"))
+    if "error" in receipt:
+        trial.set_user_attr("error", receipt["error"])
+    if "pass_true_peak" in results:
+        trial.set_user_attr("pass_true_peak", results["pass_true_peak"])
+    trial.set_user_attr("passed", results_pass(results))
+    trial.set_user_attr("receipt", receipt)
+
+
+def measured(t: FrozenTrial) -> bool:
+    """The trial exported and measured: COMPLETE, or failed by an interrupt that landed after its receipt
+    was made (its receipt is logged by `reconcile`, so running it again would log the run twice)."""
+    r = t.user_attrs.get("receipt")
+    return t.state == TrialState.COMPLETE or (
+        t.state == TrialState.FAIL and isinstance(r, dict) and r.get("status") == "ok"
+    )
+
+
+def enqueue_runs(study: optuna.Study, runs: list[Run], log: Log) -> None:
+    """Enqueue each run not done, queued or running yet (a second worker must not queue it again)."""
+    trials = study.get_trials(deepcopy=False)
+    done = {t.user_attrs.get("run_key") for t in trials if measured(t)}
+    taken = done | {
+        t.user_attrs.get("run_key") for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)
+    }
+    for r in runs:
+        key = run_key(r)
+        if key in done:
+            log(f"  (run {r.id} already done in this study: skipped)")
+        elif key not in taken:
+            study.enqueue_trial(flatten(r.params()), user_attrs={"run_id": r.id, "run_key": key})
+
+
+def export_name(settings: Settings, study: str, number: int) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study).strip("._") or "study"
+    return str(settings.output_dir / safe / f"trial-{number:04d}.wav")
+
+
+def finished(study: optuna.Study) -> int:
+    """Trials that spent an export (they have a receipt): what `--trials` counts, over resumes.
+
+    Like MaxTrialsCallback, but a trial interrupted or killed before its export counts nothing: its
+    parameters are queued again and it is retried.
+    """
+    return sum(1 for t in study.get_trials(deepcopy=False, states=FINISHED) if "receipt" in t.user_attrs)
+
+
+def budget(n: int) -> Callable[[optuna.Study, FrozenTrial], None]:
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        if finished(study) >= n:
+            study.stop()
+
+    return callback
+
+
+def requeue_interrupted(study: optuna.Study, since: int, log: Log) -> None:
+    """After Ctrl-C: queue the parameters of trials that failed without a receipt, so a resume retries them."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        if t.number >= since and "receipt" not in t.user_attrs:
+            attrs = {k: v for k, v in t.user_attrs.items() if k in ("run_id", "run_key")}
+            study.enqueue_trial(t.params, user_attrs=attrs)
+            log(f"  (trial #{t.number} was interrupted: its settings are queued for the next run)")
+
+
+def first_pass(study: optuna.Study, config: SweepConfig) -> FrozenTrial | None:
+    """The first trial that meets the config's targets as they are now (a study resumed after the target
+    or the limit changed is judged against the new ones, not the flags stored with its trials)."""
+
+    def meets(t: FrozenTrial) -> bool:
+        lufs, peak = t.user_attrs.get("lufs_i"), t.user_attrs.get("peak_dbfs")
+        tp = t.user_attrs.get("true_peak_dbtp", peak)
+        if not (
+            isinstance(lufs, (int, float)) and isinstance(peak, (int, float)) and isinstance(tp, (int, float))
+        ):
+            return False
+        return config.limits().passes(float(lufs), float(peak), float(tp))
+
+    return next((t for t in study.get_trials(states=(TrialState.COMPLETE,)) if meets(t)), None)
+
+
+def artifacts_dir(settings: Settings) -> Path:
+    settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    return settings.artifacts_dir
