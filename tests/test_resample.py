@@ -221,21 +221,24 @@ def test_a_set_that_never_writes_the_take_times_out(tmp_path: Path, demo_cache: 
             t0 = time.monotonic()
             with pytest.raises(ExportFailed, match=r"the take .* did not appear within 0.5 s"):
                 s.capture(tmp_path / "a.wav")
-            assert time.monotonic() - t0 < 3.0
+            assert time.monotonic() - t0 < 5.0
             assert state(sim)["clips"] == 0
             s.restore()
 
 
 def test_a_recording_that_starts_late_is_a_failed_export(tmp_path: Path, demo_cache: Path) -> None:
-    sim = make_sim(tmp_path, demo_cache, record_late_beats=1.0)  # half a second after the span's start
+    # One second (2 beats) after the span's start, in real time: the late start shows whatever the load.
+    sim = make_sim(tmp_path, demo_cache, record_late_beats=2.0, clock_speed=1.0)
     with OscClient("127.0.0.1", sim.port, reply_port=0, timeout=1.0) as osc:
         sim.reply_port = osc.reply_port
         with sim:
-            s, _ = session(osc, tmp_path)
+            s, _ = session(osc, tmp_path, capture=CaptureSpan(start_beats=4.0, length_beats=2.0))
             with pytest.raises(
-                ExportFailed, match=r"started at least 0\.[3-5]\d s after the span's start .* Count-In"
-            ):
+                ExportFailed, match=r"started at least \d\.\d\d s after the span's start .* Count-In"
+            ) as e:
                 s.capture(tmp_path / "a.wav")
+            late = float(str(e.value).split("at least ")[1].split(" s")[0])
+            assert 0.3 < late <= 1.0  # at most the true lateness: less by the stop's own lag
             s.restore()
             assert state(sim)["clips"] == 0 and takes(sim) == []
 
@@ -266,12 +269,11 @@ def test_ctrl_c_while_recording_leaves_the_set_as_found(
     found = state(sim)
     s, _ = session(osc, tmp_path)
     s.prepare()
+    sim.transport.options.speed = 1.0  # real time: the recording is surely still running at the first wait
     real = time.sleep
-    calls = {"n": 0}
 
     def sleep(seconds: float) -> None:
-        calls["n"] += 1
-        if sim.transport.playing and calls["n"] > 2:  # recording: the producer presses Ctrl-C
+        if sim.transport.playing:  # recording: the producer presses Ctrl-C
             raise KeyboardInterrupt
         real(seconds)
 

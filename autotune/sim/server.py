@@ -160,8 +160,10 @@ class VirtualLive:
         self._decoded: OrderedDict[tuple[tuple[SimStage, ...], float], np.ndarray] = OrderedDict()
         self._render_lock = threading.RLock()
         self._own_set = self.options.set_dir is None
+        # Its own temporary Set, named now and made by the first take: a virtual Live that never records
+        # writes nothing.
         self.set_dir = (
-            Path(tempfile.mkdtemp(prefix="virtual-live-set-"))
+            Path(tempfile.gettempdir()) / f"virtual-live-set-{os.getpid()}-{id(self):x}-{self.port}"
             if self.options.set_dir is None
             else self.options.set_dir
         )
