@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
-from autotune.audio import integrated_loudness, to_db, true_peak
 from autotune.dsp import ChainParams, DemoSpec, GlueParams, LimiterParams, demo_track, render
+from autotune.dsp.bs1770 import integrated_loudness
+from autotune.dsp.truepeak import to_db, true_peak
 
 pyebur128 = pytest.importorskip("pyebur128")
 SR = 48_000

@@ -17,18 +17,11 @@ import soundfile as sf
 from numpy.typing import NDArray
 from scipy.signal import resample_poly, upfirdn
 
-from autotune.audio import (
-    _TP_H,
-    TP_PHASES,
-    AnalysisError,
-    analyze_file,
-    integrated_loudness,
-    measure_audio,
-    to_db,
-    true_peak,
-)
+from autotune.audio import AnalysisError, analyze_file, measure_audio
+from autotune.dsp.bs1770 import integrated_loudness
 from autotune.dsp.chain import LimiterParams, limiter
 from autotune.dsp.demo import DemoSpec, demo_track
+from autotune.dsp.truepeak import _TP_H, TP_PHASES, to_db, true_peak
 
 SR = 48_000
 Audio = NDArray[np.float64]

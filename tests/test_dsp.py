@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from numpy.typing import NDArray
 
-from autotune.audio import integrated_loudness, to_db, true_peak
 from autotune.dsp import (
     PHYSICS,
     SONGS,
@@ -33,6 +32,7 @@ from autotune.dsp import (
     demo_track,
     render,
 )
+from autotune.dsp.bs1770 import integrated_loudness
 from autotune.dsp.chain import (
     Stage,
     db_to_lin,
@@ -44,6 +44,7 @@ from autotune.dsp.chain import (
     saturate,
     trailing_mean,
 )
+from autotune.dsp.truepeak import to_db, true_peak
 
 SR = 48_000
 Mode = Literal["standard", "soft_clip", "true_peak"]

@@ -24,9 +24,11 @@ import soundfile as sf
 from numpy.typing import NDArray
 from scipy.signal import resample_poly
 
-from autotune.audio import Measurement, analyze_file, integrated_loudness, measure_audio, to_db
+from autotune.audio import Measurement, analyze_file, measure_audio
 from autotune.dsp import ChainParams, DemoSpec, GlueParams, LimiterParams, demo_track, render
+from autotune.dsp.bs1770 import integrated_loudness
 from autotune.dsp.loudness import loudness_range
+from autotune.dsp.truepeak import to_db
 
 pyebur128 = pytest.importorskip("pyebur128")
 SR = 48_000
