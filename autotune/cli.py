@@ -5,35 +5,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import optuna
-from optuna.trial import FrozenTrial
 from rich.console import Console
 
-from autotune import __version__
+from autotune import cliargs
+from autotune.cliargs import COMMANDS, SETTING_FLAGS, ArgumentError
 from autotune.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
-    EXIT_OUT_OF_REACH,
     EXIT_READ,
     AutotuneError,
     ConfigError,
 )
 from autotune.live.errors import LiveError, LiveTimeout
-from autotune.samplers import SAMPLERS
 from autotune.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from autotune.config import SweepConfig
-    from autotune.loop import StudyResult
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -43,173 +38,47 @@ def log(line: str) -> None:
     console.print(line, markup=False)
 
 
-def _settings_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("Live connection and storage (default: AUTOTUNE_* environment variables)")
-    g.add_argument(
-        "--backend",
-        choices=["sim", "live"],
-        help="sim: the virtual Live in-process; live: Ableton Live over AbletonOSC (AUTOTUNE_BACKEND, sim)",
-    )
-    g.add_argument("--host", help="host running Live with AbletonOSC (AUTOTUNE_HOST, 127.0.0.1)")
-    g.add_argument("--port", type=int, help="AbletonOSC listening port (AUTOTUNE_PORT, 11000)")
-    g.add_argument(
-        "--reply-port", type=int, help="port this tool listens on for replies (AUTOTUNE_REPLY_PORT, 11001)"
-    )
-    g.add_argument("--timeout", type=float, help="seconds to wait for each reply (AUTOTUNE_TIMEOUT, 1.0)")
-    g.add_argument(
-        "--storage", help="Optuna storage URL (AUTOTUNE_STORAGE; default sqlite:///studies/autotune.db)"
-    )
-    g.add_argument(
-        "--output-dir", type=Path, help="folder exports and receipts live in (AUTOTUNE_OUTPUT_DIR, output)"
-    )
-    g.add_argument(
-        "--export",
-        choices=["auto", "sim", "manual", "applescript", "command", "resample"],
-        help="how exports are made (AUTOTUNE_EXPORT, auto): auto is sim on --backend sim; on a real Live "
-        "applescript when the config's auto_export is on (the default on macOS), else manual; "
-        "--export-command alone means command",
-    )
-    g.add_argument(
-        "--export-command",
-        help="program that writes the export, {path} being the file, e.g. 'render.sh {path}' "
-        "(AUTOTUNE_EXPORT_COMMAND)",
-    )
-
-
-_SETTING_FLAGS = (
-    "backend",
-    "host",
-    "port",
-    "reply_port",
-    "timeout",
-    "storage",
-    "output_dir",
-    "export",
-    "export_command",
-)
-
-
 def _settings(ns: argparse.Namespace) -> Settings:
     """AUTOTUNE_* settings with the flags this command has on top."""
-    return load_settings(**{k: getattr(ns, k, None) for k in _SETTING_FLAGS})
-
-
-def _summary(result: StudyResult, config: SweepConfig, settings: Settings, started: float) -> None:
-    finished = [t for t in result.trials if t.user_attrs.get("status") == "ok"]
-    failed = [t for t in result.trials if t.user_attrs.get("status") not in (None, "ok")]
-    log("")
-    log("=" * 70)
-    if result.passed is not None:
-        u = result.passed.user_attrs
-        log(
-            f"✅ TARGET HIT in trial #{result.passed.number} ({u.get('export_file')}): "
-            f"LUFS {u['lufs_i']:.2f}, peak {u['peak_dbfs']:.2f} dBFS{_true_peak_text(u)}"
-        )
-        log(f"  Settings: {_settings_text(result.passed)}")
-        _playback(config, u)
-    elif result.dry_pass is not None:
-        res = result.dry_pass["results"]
-        log(
-            f"✅ TARGET HIT by the dry mix ({result.dry_pass['export_file']}): LUFS {res['lufs_i']:.2f}, "
-            f"peak {res['peak_dbfs']:.2f} dBFS{_true_peak_text(res)} with the chain switched off: no "
-            "processing is needed"
-        )
-        _playback(config, res)
-    else:
-        log(
-            f"No trial hit the target ({config.target_lufs:.2f} LUFS ±{config.lufs_tolerance:g}, "
-            f"{config.limits().describe_peak()})."
-        )
-        if finished:
-            best = min(finished, key=lambda t: t.value if t.value is not None else math.inf)
-            u = best.user_attrs
-            log(
-                f"  Closest: {u.get('export_file')} (trial #{best.number}): LUFS {u['lufs_i']:.2f} "
-                f"({u['lufs_i'] - config.target_lufs:+.2f} LU), peak {u['peak_dbfs']:.2f} dBFS"
-            )
-            log(f"  Settings: {_settings_text(best)}")
-    if result.out_of_reach is not None and result.passed is None:
-        log(f"⛔ TARGET OUT OF REACH: {result.out_of_reach['message']}")
-        if result.out_of_reach.get("direction") == "quieter":
-            log("  Raise the target, or widen the search ranges downwards (exit code 40).")
-        else:
-            log("  Lower the target, raise the peak limit, or widen the search ranges (exit code 40).")
-    if result.reference_exports:
-        log(
-            f"  (plus {result.reference_exports} dry reference export for the model; cached for later studies)"
-        )
-    if failed:
-        log(f"  {len(failed)} trial(s) failed: see status and error in {settings.receipts_path()}")
-    log(
-        f"Study {result.study!r} in {result.storage} ({_count(len(result.trials), 'trial')}); "
-        f"{time.monotonic() - started:.1f} s"
-    )
-
-
-def _true_peak_text(results: Mapping[str, Any]) -> str:
-    tp = results.get("true_peak_dbtp")
-    return f", true peak {tp:.2f} dBTP" if isinstance(tp, (int, float)) else ""
-
-
-def _playback(config: SweepConfig, results: Mapping[str, Any]) -> None:
-    """How the platforms the target came from (--preset) will play the master back."""
-    from autotune.platforms import describe_playback
-
-    lufs, tp = results.get("lufs_i"), results.get("true_peak_dbtp")
-    if not isinstance(lufs, (int, float)) or not isinstance(tp, (int, float)):
-        return
-    for platform in config.platforms():
-        log(f"  Playback on {describe_playback(platform, float(lufs), float(tp))}")
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def _settings_text(trial: FrozenTrial) -> str:
-    receipt = trial.user_attrs.get("receipt") or {}
-    params = receipt.get("params") or {}
-    parts = [
-        f"{a}.{k}={v:g}" for a, vals in params.items() if isinstance(vals, dict) for k, v in vals.items()
-    ]
-    return ", ".join(parts) or "(none)"
+    return load_settings(**{k: getattr(ns, k, None) for k in SETTING_FLAGS})
 
 
 def cmd_sweep(ns: argparse.Namespace) -> int:
-    from autotune.config import load_config
-    from autotune.study import run
+    from autotune.api import sweep
 
-    settings = _settings(ns)
-    config = load_config(ns.config, settings.output_dir, presets=ns.preset)
-    started = time.monotonic()
-    result = run(config, settings, study_name=ns.study or Path(ns.config).stem, restart=ns.restart, log=log)
-    _summary(result, config, settings, started)
-    return EXIT_OK
+    out = sweep(
+        ns.config,
+        settings=_settings(ns),
+        study=ns.study,
+        restart=ns.restart,
+        presets=ns.preset or (),
+        log=log,
+    )
+    for line in out.summary:
+        log(line)
+    return out.exit_code
 
 
 def cmd_optimize(ns: argparse.Namespace) -> int:
-    from autotune.study import run
+    from autotune.api import optimize
 
     settings = _settings(ns)
-    path = _config_path(ns, settings)
-    config = _load_config(ns, settings)
-    started = time.monotonic()
-    result = run(
-        config,
-        settings,
-        study_name=ns.study or f"{path.stem}-optimize",
-        mode="optimize",
-        restart=ns.restart,
+    out = optimize(
+        _load_config(ns, settings),
         trials=ns.trials,
         sampler=ns.sampler,
         seed=ns.seed,
         with_runs=ns.with_runs,
         refine=ns.refine,
         fresh_reference=ns.fresh_reference,
+        settings=settings,
+        study=ns.study or f"{_config_path(ns, settings).stem}-optimize",
+        restart=ns.restart,
         log=log,
     )
-    _summary(result, config, settings, started)
-    return EXIT_OUT_OF_REACH if result.out_of_reach is not None and result.passed is None else EXIT_OK
+    for line in out.summary:
+        log(line)
+    return out.exit_code
 
 
 _FIRST_STUDY = "run `autotune sweep CONFIG` or `autotune optimize CONFIG` first, or give --storage URL"
@@ -281,38 +150,33 @@ def cmd_dashboard(ns: argparse.Namespace) -> int:
 
 
 def cmd_analyze(ns: argparse.Namespace) -> int:
-    from autotune.audio import AnalysisError, analyze_file
-    from autotune.platforms import playback_gains, playback_lines
+    from autotune.api import analyze
+    from autotune.audio import AnalysisError
 
     status = EXIT_OK
     for f in ns.files:
         try:
-            m = analyze_file(f)
+            a = analyze(f)
         except AnalysisError as e:
             err_console.print(f"error: {e}", markup=False)
             status = EXIT_READ
             continue
+        m = a.measurement
         if ns.json:
-            log(
-                json.dumps(
-                    {"file": f, **m.as_dict(), "playback_db": playback_gains(m.lufs_i, m.true_peak_dbtp)}
-                )
-            )
-        else:
-            short = (
-                " (under 3 s: LRA 0, short-term zero-padded as libebur128 does)" if m.duration_s < 3 else ""
-            )
-            log(
-                f"{f}: {m.lufs_i:.2f} LUFS, sample peak {m.peak_dbfs:.2f} dBFS, true peak "
-                f"{m.true_peak_dbtp:.2f} dBTP, {m.duration_s:.2f} s, {m.sample_rate} Hz x{m.channels}"
-            )
-            log(
-                f"  LRA {m.lra_lu:.1f} LU, max momentary {m.max_momentary_lufs:.1f} LUFS, max short-term "
-                f"{m.max_short_term_lufs:.1f} LUFS, PLR {m.plr_db:.1f} dB{short}"
-            )
-            log("  Playback:")
-            for line in playback_lines(m.lufs_i, m.true_peak_dbtp):
-                log(f"    {line}")
+            log(json.dumps(a.as_dict()))
+            continue
+        short = " (under 3 s: LRA 0, short-term zero-padded as libebur128 does)" if m.duration_s < 3 else ""
+        log(
+            f"{f}: {m.lufs_i:.2f} LUFS, sample peak {m.peak_dbfs:.2f} dBFS, true peak "
+            f"{m.true_peak_dbtp:.2f} dBTP, {m.duration_s:.2f} s, {m.sample_rate} Hz x{m.channels}"
+        )
+        log(
+            f"  LRA {m.lra_lu:.1f} LU, max momentary {m.max_momentary_lufs:.1f} LUFS, max short-term "
+            f"{m.max_short_term_lufs:.1f} LUFS, PLR {m.plr_db:.1f} dB{short}"
+        )
+        log("  Playback:")
+        for line in a.playback:
+            log(f"    {line}")
     return status
 
 
@@ -376,88 +240,27 @@ def _load_config(ns: argparse.Namespace, settings: Settings) -> SweepConfig:
     return load_config(path, settings.output_dir, presets=getattr(ns, "preset", None))
 
 
-def _preset_arg(p: argparse.ArgumentParser) -> None:
-    from autotune.platforms import PLATFORMS
-
-    p.add_argument(
-        "--preset",
-        action="append",
-        metavar="NAME",
-        help=f"target a platform's loudness and true-peak spec instead of the config's ({', '.join(PLATFORMS)}); "
-        "repeat it for one master that meets several",
-    )
-
-
-def _config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", nargs="?", help="config (default: AUTOTUNE_CONFIG or configs/master_sweep.json)")
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is not a port number (1..65535)")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{value:g} must be a number of seconds above 0")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-class _ArgumentError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    """Bad flags are one line naming the help to read (`autotune sweep --help`) and exit 20, never usage text."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise _ArgumentError(f"{message} (see {self.prog} --help)")
-
-
 def cmd_doctor(ns: argparse.Namespace) -> int:
-    from autotune.backends import open_backend
-    from autotune.doctor import run_doctor
+    from autotune.api import doctor
 
     settings = _settings(ns)
-    config = _load_config(ns, settings)
-    # Reading only: the export method is one of the checks, not a reason to refuse to check the rest.
-    with open_backend(settings, config, log, exporter=False) as backend:
-        log(f"autotune doctor: {backend.description}")
-        checks = run_doctor(backend.osc, config, settings, log)
+    report = doctor(_load_config(ns, settings), settings=settings, log=log)
+    log(f"autotune doctor: {report.backend}")
     marks = {"ok": "✓", "warn": "⚠", "fail": "✗"}
-    width = max(len(c.name) for c in checks)
-    for c in checks:
+    width = max(len(c.name) for c in report.checks)
+    for c in report.checks:
         log(f"  {marks[c.status]} {c.name:<{width}}  {c.detail}")
         if c.fix and c.status != "ok":
             log(f"    {' ' * width}  fix: {c.fix}")
         elif c.fix:
             log(f"    {' ' * width}  note: {c.fix}")
-    failed = [c for c in checks if c.status == "fail"]
-    warned = [c for c in checks if c.status == "warn"]
-    if failed:
-        log(f"{len(failed)} blocking problem(s), {len(warned)} warning(s): fix them before exporting.")
-        return EXIT_READ
-    log(f"Ready to export ({len(warned)} warning(s)).")
-    return EXIT_OK
+    if report.failed:
+        log(
+            f"{len(report.failed)} blocking problem(s), {len(report.warned)} warning(s): fix them before exporting."
+        )
+    else:
+        log(f"Ready to export ({len(report.warned)} warning(s)).")
+    return report.exit_code
 
 
 def cmd_device_map(ns: argparse.Namespace) -> int:
@@ -523,163 +326,28 @@ def cmd_sim_export(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _sub(sub: argparse._SubParsersAction[_Parser], name: str, text: str) -> _Parser:
-    """A sub-command whose help says what it does, and that takes --debug after its name as well."""
-    p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
-    p.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of unexpected errors"
-    )
-    return p
-
-
-_COMMANDS = "sweep, optimize, doctor, device-map, report, dashboard, analyze, sim"
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="autotune",
-        description="Tune an Ableton Live master chain to a loudness target. Without --backend live every "
-        "command runs on the virtual Live: try `autotune optimize configs/streaming.json`.",
+    """The command line with this module's handlers (tests walk it to check every command's help)."""
+    return cliargs.build_parser(
+        {
+            "sweep": cmd_sweep,
+            "optimize": cmd_optimize,
+            "doctor": cmd_doctor,
+            "device_map": cmd_device_map,
+            "report": cmd_report,
+            "dashboard": cmd_dashboard,
+            "analyze": cmd_analyze,
+            "sim_serve": cmd_sim_serve,
+            "sim_export": cmd_sim_export,
+        }
     )
-    p.add_argument("--version", action="version", version=f"autotune {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-
-    s = _sub(sub, "sweep", "run the config's list of settings, one export each, stop on the first pass")
-    s.add_argument("config", help="sweep config (JSON), e.g. configs/master_sweep.json")
-    s.add_argument("--study", help="study name (default: the config file's name)")
-    _preset_arg(s)
-    s.add_argument("--restart", action="store_true", help="delete the study of that name and start again")
-    _settings_args(s)
-    s.set_defaults(func=cmd_sweep)
-
-    o = _sub(sub, "optimize", "search the settings adaptively until an export passes")
-    _config_arg(o)
-    o.add_argument(
-        "--trials", type=_positive_int, default=20, help="finished trials in total, over resumes (20)"
-    )
-    o.add_argument(
-        "--sampler",
-        choices=list(SAMPLERS),
-        default="auto",
-        help="auto: model for a Glue Compressor -> Limiter chain, else GP with torch, else TPE; "
-        "stepwise: 1 dB steps (auto)",
-    )
-    o.add_argument(
-        "--fresh-reference",
-        action="store_true",
-        help="model sampler: export a new dry reference even if one of this set is cached",
-    )
-    o.add_argument("--seed", type=int, help="sampler seed (default: none, so workers draw different points)")
-    o.add_argument("--with-runs", action="store_true", help="enqueue the config's runs first")
-    o.add_argument(
-        "--refine", action="store_true", help="keep minimising the loss after a pass, up to --trials"
-    )
-    o.add_argument("--study", help="study name (default: <config name>-optimize)")
-    _preset_arg(o)
-    o.add_argument("--restart", action="store_true", help="delete the study of that name and start again")
-    _settings_args(o)
-    o.set_defaults(func=cmd_optimize)
-
-    dr = _sub(sub, "doctor", "check Live, the chain, the fader and the export method before exporting")
-    _config_arg(dr)
-    _settings_args(dr)
-    dr.set_defaults(func=cmd_doctor)
-
-    dm = _sub(sub, "device-map", "print and cache every device's parameter table and display law")
-    _config_arg(dm)
-    dm.add_argument("--track", help="track index, name or master (default: the config's track)")
-    dm.add_argument("--no-learn", action="store_true", help="only read: do not probe display laws")
-    _settings_args(dm)
-    dm.set_defaults(func=cmd_device_map)
-
-    r = _sub(sub, "report", "table of a study's trials and an HTML page of plots")
-    r.add_argument("--study", help="study name (default: the only study in the storage)")
-    r.add_argument(
-        "--storage", help="Optuna storage URL (AUTOTUNE_STORAGE; default sqlite:///studies/autotune.db)"
-    )
-    r.set_defaults(func=cmd_report)
-
-    d = _sub(sub, "dashboard", "optuna-dashboard on this machine, with every export playable")
-    d.add_argument("--host", default="127.0.0.1", help="interface to serve on (127.0.0.1)")
-    d.add_argument("--port", type=_port, default=8080, help="port to serve on (8080)")
-    d.add_argument(
-        "--storage", help="Optuna storage URL (AUTOTUNE_STORAGE; default sqlite:///studies/autotune.db)"
-    )
-    d.set_defaults(func=cmd_dashboard)
-
-    a = _sub(sub, "analyze", "measure WAV files: integrated LUFS, sample peak, true peak")
-    a.add_argument("files", nargs="+", metavar="FILE", help="WAV file to measure")
-    a.add_argument("--json", action="store_true", help="one JSON object per file")
-    a.set_defaults(func=cmd_analyze)
-
-    sim = _sub(sub, "sim", "the virtual Live as a separate process: serve it, or make it export")
-    simsub = sim.add_subparsers(dest="sim_command", metavar="COMMAND", title="commands")
-    serve = _sub(simsub, "serve", "run the virtual Live as a standalone AbletonOSC server")
-    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (127.0.0.1)")
-    serve.add_argument(
-        "--port", type=_port, default=11000, help="port to listen on, as AbletonOSC does (11000)"
-    )
-    serve.add_argument(
-        "--reply-port", type=_port, default=11001, help="port replies are sent to, as AbletonOSC does (11001)"
-    )
-    serve.add_argument(
-        "--names", choices=["live12", "live11"], default="live12", help="Limiter parameter names"
-    )
-    serve.add_argument(
-        "--output-dir",
-        type=Path,
-        help="the only folder exports may be written to (AUTOTUNE_OUTPUT_DIR, output)",
-    )
-    serve.add_argument(
-        "--addressing",
-        choices=["minus-1000", "master-string", "append", "namespace", "stock"],
-        default="minus-1000",
-        help="how this build reaches the master (stock: it cannot)",
-    )
-    serve.add_argument("--chain-on", choices=["master", "bus"], default="master", help="where the chain sits")
-    serve.add_argument(
-        "--physics",
-        default="model",
-        help="how the devices behave: model (the model's own), the plants vintage|punchy, or pedalboard "
-        "(JUCE's Compressor and Limiter, a DSP this project did not write)",
-    )
-    serve.add_argument(
-        "--song",
-        default="demo",
-        help="what the set plays: demo|dense|bright|dynamic (synthesised) or rec-<loop>[-4min], real "
-        "recordings from Debian's sonic-pi-samples (rec-amen, rec-breakbeat, rec-tabla, rec-mix, ...)",
-    )
-    serve.add_argument(
-        "--input-offset-db", type=float, help="stress: the devices hear the mix this much hotter (dB)"
-    )
-    serve.add_argument(
-        "--drive-slope", type=float, help="stress: Makeup and Limiter Gain act as this many times their dB"
-    )
-    serve.add_argument(
-        "--post-gain-db", type=float, help="stress: gain after the chain that OSC cannot see (dB)"
-    )
-    serve.set_defaults(func=cmd_sim_serve)
-    export = _sub(
-        simsub,
-        "export",
-        "make a running virtual Live export to PATH and wait until it is complete (for --export-command)",
-    )
-    export.add_argument("path", help="the WAV file to export, inside the server's --output-dir")
-    export.add_argument("--host", default="127.0.0.1", help="host running `autotune sim serve` (127.0.0.1)")
-    export.add_argument("--port", type=_port, default=11000, help="its --port (11000)")
-    export.add_argument(
-        "--timeout", type=_positive_float, default=60.0, help="seconds to wait for a complete file (60)"
-    )
-    export.set_defaults(func=cmd_sim_export)
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         ns, extra = parser.parse_known_args(argv)
-    except _ArgumentError as e:
+    except ArgumentError as e:
         err_console.print(f"error: {e}", markup=False)
         return EXIT_READ
     if extra:  # named with the help of the command they were given to, not the top level's
@@ -689,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_READ
     if ns.command is None:
-        err_console.print(f"error: give a command: {_COMMANDS} (see autotune --help)", markup=False)
+        err_console.print(f"error: give a command: {COMMANDS} (see autotune --help)", markup=False)
         return EXIT_READ
     if ns.command == "sim" and ns.sim_command is None:
         err_console.print(

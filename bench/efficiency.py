@@ -279,7 +279,7 @@ def run_case(case: Case, budget: int, space: dict[str, Any], chain_on: str, song
 def plant_span(problem: Problem, space: dict[str, Any], song_cache: str) -> Span:
     """The quietest and loudest exports of the plant under the peak limit within `space`, rendered by the
     virtual Live's own plant code (Live's parameter tables, the plant, its stress, the faders)."""
-    from autotune.audio import integrated_loudness
+    from autotune.dsp.bs1770 import integrated_loudness
     from autotune.settings import load_settings
     from autotune.sim.liveset import SimSong
     from autotune.sim.plants import make_plant

@@ -18,9 +18,10 @@ import optuna
 import pytest
 from numpy.typing import NDArray
 
-from autotune.audio import analyze_file, integrated_loudness
+from autotune.audio import analyze_file
 from autotune.cli import main
 from autotune.dsp import ChainParams, DemoSpec, GlueParams, LimiterParams, demo_track, render
+from autotune.dsp.bs1770 import integrated_loudness
 from autotune.dsp.model import ChainModel, DryFeatures
 from autotune.errors import EXIT_OUT_OF_REACH, EXIT_READ
 from autotune.modelsearch import (

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from autotune.audio import integrated_loudness
 from autotune.dsp import GlueParams, LimiterParams, demo_track
+from autotune.dsp.bs1770 import integrated_loudness
 from autotune.dsp.chain import render_stages
 from autotune.dsp.demo import DemoSpec
 from autotune.errors import ConfigError

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from autotune.audio import integrated_loudness
+from autotune.dsp.bs1770 import integrated_loudness
 from autotune.dsp.demo import DemoSpec
 from autotune.live.client import OscClient
 from autotune.sim import SimOptions, VirtualLive

@@ -20,29 +20,20 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 from numpy.typing import NDArray
-from scipy.signal import sosfilt, tf2sos
 
-from autotune.audio import channel_weights, gated_loudness, k_weighting
+from autotune.dsp.bs1770 import gated_loudness_of_segments, k_weighted_block_sums, segment_samples
 from autotune.dsp.chain import ChainParams, GlueParams, LimiterParams
-from autotune.dsp.model import DryFeatures, block_peaks, block_sums, model_block
+from autotune.dsp.model import DryFeatures, block_peaks, model_block
 
 
 def features(audio: NDArray[np.floating], sample_rate: int) -> DryFeatures:
-    """Block peaks and K-weighted block energies of the dry song (channels weighted as BS.1770 does)."""
+    """Block peaks and K-weighted block energies of the dry song (channels weighted as BS.1770 does), on
+    the analysis's own meter (`autotune.dsp.bs1770`), filtered in float64."""
     x = np.asarray(audio, dtype=np.float64)
     if x.ndim == 1:
         x = x[:, None]
-    step = round(0.1 * sample_rate)
-    block = model_block(step)
-    sos = np.vstack([tf2sos(b, a) for b, a in k_weighting(sample_rate)])
-    weights = channel_weights(x.shape[1])
-    energy = np.zeros(x.shape[0] // block)
-    for c in range(x.shape[1]):
-        if weights[c] == 0.0:
-            continue
-        y = sosfilt(sos, x[:, c])
-        energy += weights[c] * block_sums(y * y, block)
-    return DryFeatures(sample_rate, block, block_peaks(x, block), energy)
+    block = model_block(segment_samples(sample_rate))
+    return DryFeatures(sample_rate, block, block_peaks(x, block), k_weighted_block_sums(x, sample_rate, block))
 
 
 def features_of_file(path: Path) -> DryFeatures:
@@ -51,15 +42,11 @@ def features_of_file(path: Path) -> DryFeatures:
 
 
 def gated_lufs(block_energy: NDArray[np.float64], f: DryFeatures) -> float:
-    """Integrated loudness from per-block output energies: 400 ms gating blocks every 100 ms."""
+    """Integrated loudness from per-block output energies, gated as the analysis gates an export."""
     per = f.blocks_per_step
     n_steps = len(block_energy) // per
     seg = block_energy[: n_steps * per].reshape(n_steps, per).sum(axis=1)
-    if n_steps < 4:
-        return float("-inf")
-    cs = np.concatenate(([0.0], np.cumsum(seg)))
-    z = (cs[4:] - cs[:-4]) / (4 * per * f.block)
-    return gated_loudness(z[:, None])
+    return gated_loudness_of_segments(seg, per * f.block)
 
 
 @dataclass(frozen=True)
