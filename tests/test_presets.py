@@ -15,7 +15,7 @@ from autotune.cli import main
 from autotune.config import load_config
 from autotune.dsp import ChainParams, LimiterParams
 from autotune.errors import EXIT_READ, ConfigError
-from autotune.modelsearch import ModelSearch, Observation, features
+from autotune.modelsearch import ModelSearch, Observation, Role, features
 from autotune.runner import verdict
 from objectives import Range
 from objectives.limits import PEAK_EPSILON_DB, TRUE_PEAK_ALLOWANCE_DB, Limits, results_pass
@@ -138,17 +138,8 @@ def test_the_models_ceiling_leaves_room_for_the_true_peak_and_learns_from_an_ove
     audio = 0.2 * rng.standard_normal((48_000 * 6, 2))
     feats = features(audio, 48_000)
     space = {"limiter.gain_db": Range(0.0, 24.0), "limiter.ceiling_db": Range(-7.0, -1.0)}
-    roles = {"limiter": "limiter"}
-    search = ModelSearch(
-        feats,
-        space,
-        roles,
-        ChainParams(),
-        -14.0,
-        -1.0,
-        0.5,
-        true_peak_limit_dbtp=-1.0,  # type: ignore[arg-type]
-    )
+    roles: dict[str, Role] = {"limiter": "limiter"}
+    search = ModelSearch(feats, space, roles, ChainParams(), -14.0, -1.0, 0.5, true_peak_limit_dbtp=-1.0)
     first = search.safe_ceiling([])
     assert first <= -1.0 - TRUE_PEAK_ALLOWANCE_DB  # in Standard mode a -1 dB ceiling is not -1 dBTP
     over = Observation({"limiter.gain_db": 6.0, "limiter.ceiling_db": first}, -14.0, first, first + 1.2)
@@ -159,9 +150,7 @@ def test_the_models_ceiling_leaves_room_for_the_true_peak_and_learns_from_an_ove
     assert proposal.params["limiter.ceiling_db"] <= first + 1e-9
     # A Limiter in True Peak mode (Live 12.1) holds the true peak itself: its ceiling may sit at the limit.
     tp_mode = ChainParams(limiter=LimiterParams(mode="true_peak"))
-    search = ModelSearch(
-        feats, space, roles, tp_mode, -14.0, -1.0, 0.5, true_peak_limit_dbtp=-1.0  # type: ignore[arg-type]
-    )
+    search = ModelSearch(feats, space, roles, tp_mode, -14.0, -1.0, 0.5, true_peak_limit_dbtp=-1.0)
     assert search.safe_ceiling([]) > first + 0.3
 
 
