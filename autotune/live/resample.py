@@ -32,10 +32,16 @@ by a getter that shows its effect (Live handles messages in order).
 the transport and the recording together, at the song position just set: the take's first sample is the
 span's start. The recording is stopped late on purpose (`STOP_MARGIN_S` past the span's end, plus up to one
 processing tick of Live's), so the take is cut to exactly the span's length; a take shorter than the span is
-a failed export, never padded. No leading trim is made: Live's delay compensation keeps what a track records
-from internal routing in step with the song, and any residual offset of a few milliseconds (a Limiter's
-look-ahead is 1.5 to 6 ms) moves the integrated loudness of a span of seconds by far less than 0.1 LU, which
-`tests/test_resample.py` measures with the virtual Live emulating such a latency.
+a failed export, never padded. Two things would break the start's alignment and are checked on every
+capture: a launch that plays from another song position (the first position seen while recording lies before
+the span's start) and a recording that begins after the launch, as a Count-In does (the clip holds fewer
+beats than the transport played): both are failed exports with the reason. No leading trim is made, and the
+loudness needs none: Live's Delay Compensation keeps tracks in step with each other (Ableton's "Delay
+Compensation FAQ"; monitoring Off is what its "Recordings are out of sync" article advises for recordings in
+sync), and should a master chain's latency still reach the take uncompensated, an offset of its size (a
+Limiter's look-ahead is 1.5 to 6 ms) moved the integrated loudness of 1 to 8 s spans by at most 0.024 LU on
+the virtual Live emulating it (0.025 LU at 20 ms), against the 0.1 LU the captures must agree within
+(`tests/test_resample.py`).
 
 **Leaving the Set as it was.** The state this changes (clip trigger quantization, song position, transport,
 the arm of every track, the capture track itself) is saved in a marker file before anything is changed, and
