@@ -40,6 +40,7 @@ from autotune.dsp.bs1770 import (
 )
 from autotune.dsp.loudness import loudness_report
 from autotune.dsp.truepeak import to_db, true_peak
+from autotune.errors import AnalysisError
 
 __all__ = [
     "AnalysisError",
@@ -56,10 +57,6 @@ __all__ = [
 # channel_weights, gated_loudness, integrated_loudness, k_weighting (autotune.dsp.bs1770), to_db and
 # true_peak (autotune.dsp.truepeak) are re-exports for importers that predate those modules (issue 14).
 # New code imports them from autotune.dsp; they go from here once nothing imports them from here.
-
-
-class AnalysisError(Exception):
-    """The file cannot give a meaningful measurement (unreadable, empty, silent or too short)."""
 
 
 @dataclass(frozen=True)

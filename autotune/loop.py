@@ -14,10 +14,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autotune import modelsearch
 from autotune.config import Run
+from autotune.errors import TrialFailed
 from autotune.rig import confirm_by_hand
 from autotune.runner import (
     Rig,
-    TrialFailed,
     run_trial,
 )
 from autotune.session import (

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autotune.audio import AnalysisError, Measurement, analyze_file
+from autotune.audio import Measurement, analyze_file
 from autotune.config import SweepConfig
+from autotune.errors import AnalysisError, ExportFailed, TrialFailed
 from autotune.live.devices import Applied, MasterChain
-from autotune.live.errors import ExportFailed
 from autotune.live.export import Exporter, stamp, wait_for_export
 from autotune.platforms import playback_gains
 from autotune.receipts import utc_now
@@ -27,14 +27,6 @@ MEASURED_KEYS = (
     "max_short_term_lufs",
     "plr_db",
 )
-
-
-class TrialFailed(Exception):
-    """The export or its measurement failed; the receipt says why and the study goes on."""
-
-    def __init__(self, receipt: dict[str, Any]) -> None:
-        super().__init__(receipt.get("error", "trial failed"))
-        self.receipt = receipt
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,12 @@ from autotune import modelsearch, receipts
 from autotune.chainstate import read_state
 from autotune.diagnosis import diagnose
 from autotune.dsp.model import DryFeatures
+from autotune.errors import TrialFailed
 from autotune.live.errors import LiveReadError
 from autotune.rig import devices_off_marker, set_fingerprint
 from autotune.runner import (
     REFERENCE_ID,
     Rig,
-    TrialFailed,
     export_reference,
 )
 from autotune.settings import Settings

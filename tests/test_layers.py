@@ -127,3 +127,33 @@ def test_dsp_imports_nothing_of_the_project_outside_dsp() -> None:
         if name.startswith("autotune.dsp"):
             deps = imports(path, set(known))
             assert all(d.startswith("autotune.dsp") for d in deps), (name, deps)
+
+
+def test_one_error_root_with_its_exit_codes() -> None:
+    """optuna's way: every error autotune raises on purpose derives from one class, whose subclasses carry
+    the exit code the CLI returns; no module defines an exception class of its own outside that tree."""
+    from autotune import errors
+
+    roots = {
+        name: cls
+        for name, cls in vars(errors).items()
+        if isinstance(cls, type) and issubclass(cls, Exception) and cls.__module__ == errors.__name__
+    }
+    assert all(issubclass(cls, errors.AutotuneError) for cls in roots.values()), roots
+    assert errors.LiveWriteError.exit_code == errors.EXIT_WRITE
+    assert errors.ConfigError.exit_code == errors.LiveTimeout.exit_code == errors.EXIT_READ
+    outside = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(
+                isinstance(b, ast.Name) and b.id in ("Exception", "ValueError") for b in node.bases
+            ):
+                outside.append(f"{name}.{node.name}")
+    # Private helpers that never leave their module: pydantic's validator error, argparse's, and the pure
+    # dsp layer's (which may not import autotune.errors; audio.py turns it into AnalysisError).
+    assert sorted(outside) == [
+        "autotune.cliargs.ArgumentError",
+        "autotune.config._FieldError",
+        "autotune.dsp.bs1770.AudioTooShort",
+        "autotune.errors.AutotuneError",
+    ]

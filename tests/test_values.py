@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from autotune.live.values import Display, DisplayLaw, UnitSpec, ValueError_, parse_display, split_key
+from autotune.errors import UnsettableValue
+from autotune.live.values import Display, DisplayLaw, UnitSpec, parse_display, split_key
 from autotune.sim.liveset import SimDevice, SimParameter, glue_compressor, limiter
 
 # --------------------------------------------------------------------------------------------------
@@ -266,7 +267,7 @@ def test_stepped_ratio_finds_4() -> None:
 def test_stepped_ratio_between_steps_names_the_nearest_settings() -> None:
     p = glue_ratio()
     law = p.law("Ratio")
-    with pytest.raises(ValueError_, match=r"cannot show 3:1") as e:
+    with pytest.raises(UnsettableValue, match=r"cannot show 3:1") as e:
         law.solve(3.0, p.probe)
     assert "2.00 : 1" in str(e.value) and "4.00 : 1" in str(e.value)
     assert p.probes <= 9 + law.max_probes + 1
@@ -294,7 +295,7 @@ def test_quantized_numeric_law() -> None:
     assert p.probes <= 4  # the three integers plus a read-back
     assert_landed(p, law.solve(0.006, p.probe), 0.006)
     assert_landed(p, law.solve(0.0015, p.probe), 0.0015)
-    with pytest.raises(ValueError_, match=r"3\.0 ms, 6\.0 ms"):
+    with pytest.raises(UnsettableValue, match=r"3\.0 ms, 6\.0 ms"):
         law.solve(0.004, p.probe)
 
 
@@ -309,7 +310,7 @@ def test_quantized_integer_law_shown_as_numbers() -> None:
 
 def test_quantized_law_shown_as_words_has_no_numbers() -> None:
     p = FakeParam(0.0, 2.0, lambda r: ("Standard", "Soft Clip", "True Peak")[round(r)], quantized=True)
-    with pytest.raises(ValueError_, match=r"Mode shows no numbers.*'Standard'"):
+    with pytest.raises(UnsettableValue, match=r"Mode shows no numbers.*'Standard'"):
         p.law("Mode").solve(1.0, p.probe)
 
 
@@ -323,7 +324,7 @@ def test_stepped_law_with_auto_on_top() -> None:
     assert_landed(p, result, 1.2)
     assert result[1].text == "1.2 s"
     assert law.physical_range() == (0.1, 1.2)  # "Auto" is not a number
-    with pytest.raises(ValueError_, match=r"cannot show 300 ms.*0\.2 s, 0\.4 s"):
+    with pytest.raises(UnsettableValue, match=r"cannot show 300 ms.*0\.2 s, 0\.4 s"):
         law.solve(0.3, p.probe)
 
 
@@ -342,7 +343,7 @@ def test_stepped_law_with_auto_on_top() -> None:
 )
 def test_out_of_range_names_the_range(make: Callable[[], FakeParam], target: float, shown_range: str) -> None:
     p = make()
-    with pytest.raises(ValueError_, match="outside") as e:
+    with pytest.raises(UnsettableValue, match="outside") as e:
         p.law("X").solve(target, p.probe)
     assert shown_range in str(e.value)
     assert "X's range" in str(e.value)
@@ -359,7 +360,7 @@ def test_within_half_a_digit_of_the_end_is_accepted() -> None:
 @pytest.mark.parametrize("target", [0.0005, 0.0, -0.003])
 def test_log_law_below_its_minimum_is_out_of_range(target: float) -> None:
     p = log_release()
-    with pytest.raises(ValueError_, match=r"outside Release's range 1 ms \.\. 1 s"):
+    with pytest.raises(UnsettableValue, match=r"outside Release's range 1 ms \.\. 1 s"):
         p.law("Release").solve(target, p.probe)
 
 
@@ -381,7 +382,7 @@ def test_decreasing_laws_solve(make: Callable[[], FakeParam], targets: list[floa
 
 def test_decreasing_stepped_law_between_steps() -> None:
     p = FakeParam(0.0, 1.0, _stepped([10.0, 4.0, 2.0], lambda v: f"{v:.2f} : 1"))
-    with pytest.raises(ValueError_, match=r"cannot show 3:1.*4\.00 : 1, 2\.00 : 1"):
+    with pytest.raises(UnsettableValue, match=r"cannot show 3:1.*4\.00 : 1, 2\.00 : 1"):
         p.law("Ratio").solve(3.0, p.probe)
 
 
@@ -464,11 +465,11 @@ def test_virtual_live_11_names() -> None:
 
 
 def test_virtual_live_out_of_range_and_between_steps() -> None:
-    with pytest.raises(ValueError_, match=r"range -40 dB \.\. 0 dB"):
+    with pytest.raises(UnsettableValue, match=r"range -40 dB \.\. 0 dB"):
         _sim_solve(glue_compressor(), "Threshold", -80.0)
-    with pytest.raises(ValueError_, match=r"cannot show 3:1.*2\.00 : 1, 4\.00 : 1"):
+    with pytest.raises(UnsettableValue, match=r"cannot show 3:1.*2\.00 : 1, 4\.00 : 1"):
         _sim_solve(glue_compressor(), "Ratio", 3.0)
-    with pytest.raises(ValueError_, match=r"range 0 dB \.\. 20 dB"):
+    with pytest.raises(UnsettableValue, match=r"range 0 dB \.\. 20 dB"):
         _sim_solve(glue_compressor(), "Makeup", 25.0)
 
 

@@ -6,10 +6,11 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from autotune.errors import UnsettableValue
 from autotune.live.client import OscArg, OscClient
 from autotune.live.errors import LiveErrorReply, LiveReadError, LiveWriteError
 from autotune.live.tracks import Track
-from autotune.live.values import Display, DisplayLaw, UnitSpec, ValueError_, parse_display, split_key
+from autotune.live.values import Display, DisplayLaw, UnitSpec, parse_display, split_key
 
 #: Live's fader law: raw 0.85 is 0 dB (1.0 is +6 dB). AbletonOSC has no display string for track volume.
 FADER_0DB = 0.85
@@ -202,7 +203,7 @@ class MasterChain:
             )
         try:
             lo, hi = s.law.physical_range()
-        except ValueError_ as e:
+        except UnsettableValue as e:
             raise ValueOutOfRange(f"{alias}.{key}: {e}") from None
         return lo / s.unit.factor, hi / s.unit.factor, s.law.describe_range()
 
@@ -259,7 +260,7 @@ class MasterChain:
         target = value * s.unit.factor
         try:
             raw, shown = s.law.solve(target, self._probe(s.device_index, s.param.index))
-        except ValueError_ as e:
+        except UnsettableValue as e:
             raise ValueOutOfRange(f"{alias}.{key}: {e}") from None
         self._confirm_raw(s, raw)
         return Applied(alias, key, s.param.name, value, raw, shown.text)

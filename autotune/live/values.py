@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from autotune.errors import UnsettableValue
+
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
 _DISPLAY = re.compile(
     rf"^\s*(?P<num>{_NUMBER}|[-+]?inf)\s*(?P<unit>dB|ms|s|%|Hz|kHz|:\s*1)?\s*$",
@@ -101,10 +103,6 @@ def split_key(key: str) -> tuple[str, UnitSpec]:
     return k, _BARE.get(k, UnitSpec(None))
 
 
-class ValueError_(Exception):
-    """A requested value the parameter cannot take (outside its range, or between its steps)."""
-
-
 Probe = Callable[[float], Display]
 
 
@@ -168,7 +166,7 @@ class DisplayLaw:
     def physical_range(self) -> tuple[float, float]:
         values = [v for _, v in self.numeric_points()]
         if not values:
-            raise ValueError_(
+            raise UnsettableValue(
                 f"{self.name} shows no numbers (e.g. {next(iter(self.samples.values())).text!r})"
             )
         return min(values), max(values)
@@ -192,7 +190,7 @@ class DisplayLaw:
         lo_v, hi_v = self.physical_range()
         lo_slack, hi_slack = self.range_slack()
         if target < lo_v - lo_slack - 1e-12 or target > hi_v + hi_slack + 1e-12:
-            raise ValueError_(
+            raise UnsettableValue(
                 f"{_fmt(target, self.unit())} is outside {self.name}'s range {self.describe_range()}"
             )
         probes = 0
@@ -210,7 +208,7 @@ class DisplayLaw:
             if bracket is None or probes >= self.max_probes:
                 near = sorted(points, key=lambda p: abs(p[1] - target))[:2]
                 shown = ", ".join(self.samples[r].text for r, _ in near)
-                raise ValueError_(
+                raise UnsettableValue(
                     f"{self.name} cannot show {_fmt(target, self.unit())}; the nearest settings show {shown}"
                 )
             (r0, v0), (r1, v1) = bracket
@@ -223,13 +221,13 @@ class DisplayLaw:
             if self.quantized:
                 inner = [float(v) for v in range(math.floor(r0) + 1, math.ceil(r1))]
                 if not inner:
-                    raise ValueError_(
+                    raise UnsettableValue(
                         f"{self.name} cannot show {_fmt(target, self.unit())}; the nearest settings show "
                         f"{self.samples[r0].text}, {self.samples[r1].text}"
                     )
                 raw = min(inner, key=lambda v: abs(v - raw))
             if abs(r1 - r0) < 1e-7 * max(1.0, abs(self.raw_max - self.raw_min)):
-                raise ValueError_(
+                raise UnsettableValue(
                     f"{self.name} cannot show {_fmt(target, self.unit())}; the nearest settings show "
                     f"{self.samples[r0].text}, {self.samples[r1].text}"
                 )
