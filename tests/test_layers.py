@@ -36,14 +36,20 @@ def modules() -> dict[str, Path]:
     return out
 
 
+#: The layers' names as the table gives them (filled by `layers`), for messages.
+NAMES: list[str] = []
+
+
 def layers() -> list[list[str]]:
     """The README's Development table, highest layer first: each row's module patterns."""
     text = (ROOT / "README.md").read_text()
     section = text[text.index("## Development") :]
     rows = [line for line in section.splitlines() if line.startswith("| ") and "`" in line]
     table = []
+    NAMES.clear()
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
+        NAMES.append(cells[0])
         table.append(re.findall(r"`([\w.*]+)`", cells[1]))
     return table
 
@@ -99,9 +105,7 @@ def test_every_import_goes_to_the_same_layer_or_below() -> None:
                 if (name, dep) in EXCEPTIONS:
                     used.add((name, dep))
                     continue
-                wrong.append(
-                    f"{name} (layer {table[here][0]}) imports {dep} (layer {table[layer_of(dep, table)][0]})"
-                )
+                wrong.append(f"{name} ({NAMES[here]}) imports {dep} ({NAMES[layer_of(dep, table)]})")
     assert not wrong, "imports against the README's layer table:\n" + "\n".join(wrong)
     assert used == set(EXCEPTIONS), f"exceptions no longer needed: {set(EXCEPTIONS) - used}"
 
