@@ -35,12 +35,20 @@ def settings_args(p: argparse.ArgumentParser) -> None:
         choices=["auto", "sim", "manual", "applescript", "command", "resample"],
         help="how exports are made (AUTOTUNE_EXPORT, auto): auto is sim on --backend sim; on a real Live "
         "applescript when the config's auto_export is on (the default on macOS), else manual; "
-        "--export-command alone means command",
+        "--export-command alone means command; resample records the master into a Session clip over "
+        "AbletonOSC (any OS, in real time)",
     )
     g.add_argument(
         "--export-command",
         help="program that writes the export, {path} being the file, e.g. 'render.sh {path}' "
         "(AUTOTUNE_EXPORT_COMMAND)",
+    )
+    g.add_argument(
+        "--keep-takes",
+        action="store_true",
+        default=None,
+        help="--export resample: keep the recorded takes' files in the Set's Samples/Recorded "
+        "(AUTOTUNE_KEEP_TAKES; default: the config's auto_export.keep_takes, off)",
     )
 
 
@@ -54,6 +62,7 @@ SETTING_FLAGS = (
     "output_dir",
     "export",
     "export_command",
+    "keep_takes",
 )
 
 

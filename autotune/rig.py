@@ -84,4 +84,7 @@ def set_fingerprint(rig: Rig) -> str:
             parts[what] = list(osc.query(f"/live/song/get/{what}", timeout=1.0, retries=0))
         except LiveError:
             parts[what] = None
+    span = getattr(rig.exporter, "capture_span", None)
+    if span is not None:  # a dry reference captured over one span is not another span's
+        parts["capture_span"] = span
     return modelsearch.fingerprint(parts)

@@ -82,6 +82,9 @@ def export_and_measure(rig: Rig, export_file: str, receipt: dict[str, Any], star
         raise TrialFailed(receipt) from None
     finally:
         rig.exporter.close()
+    capture = getattr(rig.exporter, "capture_info", None)
+    if capture is not None:  # --export resample: the span the target applies to
+        receipt["capture"] = capture
     log("")
     log(f"Verifying {path.name}...")
     try:
