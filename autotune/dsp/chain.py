@@ -11,6 +11,7 @@ colour) is gathered in `Physics`. The default is the model the optimiser predict
 `PHYSICS` are "plants": plausible devices that behave a little differently, so a benchmark can run the
 virtual Live on physics the model does not know and show that a model-based search is not just inverting
 its own simulator. Every preset keeps the contract a producer relies on (ceiling, bypass, monotonic gain).
+The parameter dataclasses and the presets live in `autotune.dsp.params` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import math
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -28,12 +28,23 @@ from numpy.typing import NDArray
 from scipy.ndimage import minimum_filter1d
 from scipy.signal import resample_poly
 
+from autotune.dsp.params import GLUE_KNEE_DB as GLUE_KNEE_DB
+from autotune.dsp.params import LIMITER_AUTO_RELEASE_MS as LIMITER_AUTO_RELEASE_MS
+from autotune.dsp.params import PHYSICS as PHYSICS
+from autotune.dsp.params import PROGRAM_SLOW_FACTOR as PROGRAM_SLOW_FACTOR
+from autotune.dsp.params import PROGRAM_WINDOW_MS as PROGRAM_WINDOW_MS
+from autotune.dsp.params import ChainParams as ChainParams
+from autotune.dsp.params import GlueParams as GlueParams
+from autotune.dsp.params import LimiterParams as LimiterParams
+from autotune.dsp.params import Physics as Physics
+
 Audio = NDArray[np.float64]
+#: The model's physics, every function's default (frozen: one instance serves them all).
+_MODEL = Physics()
 
 #: Control-rate block of the compressor's gain computer (0.67 ms at 48 kHz): fine enough for bus
 #: compression, coarse enough that the ballistics loop stays cheap in pure Python.
 GLUE_BLOCK = 32
-GLUE_KNEE_DB = 6.0
 #: Glue's Soft Clip (`Peak Clip In`): a waveshaper whose output never exceeds -0.5 dB (Live's manual).
 GLUE_SOFT_CLIP_LIMIT = 10.0 ** (-0.5 / 20.0)
 #: Glue's "Auto" release is program dependent; the model uses a fixed middle value.
@@ -109,105 +120,6 @@ def _ballistics_kernel(
         out[i] = g
 
 
-@dataclass(frozen=True)
-class Physics:
-    """How a compressor and limiter behave beyond their parameters: the model's defaults, or a plant's.
-
-    The defaults reproduce the model bit for bit; a plant changes only what a real device could plausibly
-    hide behind the same knob positions.
-    """
-
-    name: str = "model"
-    #: Width of the Glue's soft knee (dB), centred on the threshold.
-    glue_knee_db: float = GLUE_KNEE_DB
-    #: "peak": block peak of the louder channel. "rms": stereo-linked mean square over `glue_rms_ms`,
-    #: calibrated so a sine reads its peak level (an RMS detector reacts less to drum transients).
-    glue_detector: Literal["peak", "rms"] = "peak"
-    glue_rms_ms: float = 10.0
-    #: Real time constants (Glue attack and release, Limiter release) relative to the labelled ones:
-    #: hardware labels are nominal, and one maker's "10 ms" is another's 5.
-    time_scale: float = 1.0
-    #: "exponential": fixed release. "program": two-stage auto release, where gain reduction that lasts
-    #: (its mean over `PROGRAM_WINDOW_MS`) recovers `PROGRAM_SLOW_FACTOR` times slower than short peaks.
-    limiter_release: Literal["exponential", "program"] = "exponential"
-    #: Output-stage saturation of the Glue's wet signal, y = tanh(d x) / d: unity gain for small signals,
-    #: a fraction of a dB off loud peaks (0 = clean).
-    saturation_drive: float = 0.0
-
-    def __post_init__(self) -> None:
-        # Presets may come from a benchmark's config file: a misspelt mode must not silently mean the default.
-        if self.glue_detector not in ("peak", "rms"):
-            raise ValueError(f"glue_detector must be 'peak' or 'rms', not {self.glue_detector!r}")
-        if self.limiter_release not in ("exponential", "program"):
-            raise ValueError(
-                f"limiter_release must be 'exponential' or 'program', not {self.limiter_release!r}"
-            )
-        if (
-            self.glue_knee_db < 0
-            or self.glue_rms_ms <= 0
-            or self.time_scale <= 0
-            or self.saturation_drive < 0
-        ):
-            raise ValueError(f"physics out of range: {self}")
-
-
-#: Program-dependent limiter release: window of the sustained gain reduction and how much slower it recovers.
-PROGRAM_WINDOW_MS = 10.0
-PROGRAM_SLOW_FACTOR = 3.0
-#: Base release of the Limiter's Auto mode, which is program dependent (the two-stage release above).
-LIMITER_AUTO_RELEASE_MS = 100.0
-
-PHYSICS: dict[str, Physics] = {
-    "model": Physics(),
-    # Soft and smooth: wide knee, RMS detection, auto-release limiter, audible output-stage colour.
-    "vintage": Physics(
-        name="vintage",
-        glue_knee_db=10.0,
-        glue_detector="rms",
-        limiter_release="program",
-        saturation_drive=0.5,
-    ),
-    # Hard and fast: narrow knee, time constants half the labelled ones on both devices, no colour.
-    "punchy": Physics(name="punchy", glue_knee_db=2.0, time_scale=0.5),
-}
-
-
-@dataclass(frozen=True)
-class GlueParams:
-    on: bool = True
-    threshold_db: float = 0.0
-    ratio: float = 2.0
-    attack_ms: float = 10.0
-    release_s: float | None = 0.4  # None = Auto
-    makeup_db: float = 0.0
-    range_db: float = 70.0
-    dry_wet: float = 1.0
-    peak_clip: bool = False
-
-
-@dataclass(frozen=True)
-class LimiterParams:
-    on: bool = True
-    gain_db: float = 0.0
-    ceiling_db: float = -0.3
-    release_ms: float = 300.0
-    lookahead_ms: float = 3.0
-    mode: Literal["standard", "soft_clip", "true_peak"] = "standard"
-    #: Live's Limiter `Auto`: the device sets its release from the signal, and `release_ms` does not act.
-    auto_release: bool = False
-
-    @property
-    def effective_release_ms(self) -> float:
-        return LIMITER_AUTO_RELEASE_MS if self.auto_release else self.release_ms
-
-
-@dataclass(frozen=True)
-class ChainParams:
-    glue: GlueParams = field(default_factory=GlueParams)
-    limiter: LimiterParams = field(default_factory=LimiterParams)
-    fader_db: float = 0.0
-
-
 def live_fader_db(volume: float) -> float:
     """Live's fader law as modelled here: raw 0.85 is 0 dB, 1.0 is +6 dB, 0 is silence (-inf)."""
     if volume <= 0:
@@ -251,7 +163,7 @@ def _detector_level(x: Audio, sr: int, physics: Physics) -> Audio:
     return rms
 
 
-def glue_gain_reduction(level_db: Audio, dt: float, p: GlueParams, physics: Physics = Physics()) -> Audio:
+def glue_gain_reduction(level_db: Audio, dt: float, p: GlueParams, physics: Physics = _MODEL) -> Audio:
     """Gain reduction (dB) per control block of `dt` seconds for detector levels `level_db`: the soft-knee
     gain computer, Range, then attack/release ballistics. The chain model runs this same computer on its
     own blocks."""
@@ -284,7 +196,7 @@ def glue_gain_reduction(level_db: Audio, dt: float, p: GlueParams, physics: Phys
     return smoothed
 
 
-def glue_compressor(x: Audio, sr: int, p: GlueParams, physics: Physics = Physics()) -> Audio:
+def glue_compressor(x: Audio, sr: int, p: GlueParams, physics: Physics = _MODEL) -> Audio:
     """The Glue on `x`; `physics` shapes its knee, detector, ballistics and output stage.
 
     Output-stage saturation sits here, on the wet signal after makeup and before Soft Clip, because it is
@@ -341,7 +253,7 @@ def release_envelope(gr_req: Audio, tau_samples: float) -> Audio:
     return out
 
 
-def limiter(x: Audio, sr: int, p: LimiterParams, physics: Physics = Physics()) -> Audio:
+def limiter(x: Audio, sr: int, p: LimiterParams, physics: Physics = _MODEL) -> Audio:
     """The Limiter on `x`. With program release, sustained reduction recovers slower (less pumping).
 
     The program release is the larger of two exponential releases: the labelled one on the instantaneous
@@ -386,7 +298,7 @@ Stage = (
 
 
 def render_stages(
-    source: Audio, sr: int, stages: tuple[Stage, ...], fader_db: float = 0.0, physics: Physics = Physics()
+    source: Audio, sr: int, stages: tuple[Stage, ...], fader_db: float = 0.0, physics: Physics = _MODEL
 ) -> Audio:
     """Devices in the order they sit on the track, then the fader: pure and deterministic."""
     x = np.asarray(source, dtype=np.float64)
@@ -407,7 +319,7 @@ def render_stages(
     return x
 
 
-def render(source: Audio, sr: int, params: ChainParams, physics: Physics = Physics()) -> Audio:
+def render(source: Audio, sr: int, params: ChainParams, physics: Physics = _MODEL) -> Audio:
     """The whole master chain (Glue Compressor -> Limiter -> fader): the virtual Live's default export."""
     stages: tuple[Stage, ...] = (("glue", params.glue), ("limiter", params.limiter))
     return render_stages(source, sr, stages, params.fader_db, physics)
