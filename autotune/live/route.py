@@ -24,6 +24,8 @@ by a getter that shows its effect (Live handles messages in order).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from autotune.live.errors import LiveError, LiveErrorReply
 from autotune.live.setstate import SavedSet, SetKeeper, qname, truthy
 from autotune.live.takes import Span
@@ -44,7 +46,7 @@ class CaptureSetupError(LiveError):
         self.exit_code = exit_code
 
 
-class CaptureRoute(SetKeeper):
+class CaptureRoute(SetKeeper, ABC):
     """The capture route in one Live Set: `prepare` sets it up, `restore` (`SetKeeper`'s) undoes it. The
     span it records is the session's to resolve (`ResampleSession` knows the config's capture span)."""
 
@@ -216,6 +218,7 @@ class CaptureRoute(SetKeeper):
                     exit_code=30,
                 )
 
+    @abstractmethod
     def _resolve_span(self) -> Span:
-        """The span every capture records, asked for by `prepare` once the route is set up."""
-        raise NotImplementedError
+        """The span every capture records, asked for by `prepare` once the route is set up (the session,
+        which knows the config's capture setting, says which)."""
