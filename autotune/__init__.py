@@ -16,7 +16,16 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from autotune.api import Analysis, DoctorReport, StudyOutcome, analyze, doctor, optimize, sweep
 
-__all__ = ["Analysis", "DoctorReport", "StudyOutcome", "__version__", "analyze", "doctor", "optimize", "sweep"]
+__all__ = [
+    "Analysis",
+    "DoctorReport",
+    "StudyOutcome",
+    "__version__",
+    "analyze",
+    "doctor",
+    "optimize",
+    "sweep",
+]
 
 
 def __getattr__(name: str) -> Any:

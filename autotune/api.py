@@ -92,13 +92,13 @@ def sweep(
     log: Log = _quiet,
 ) -> StudyOutcome:
     """Run the config's runs in order, one export each, and stop at the first that passes."""
-    from autotune.study import run
+    from autotune.study import run_study
 
     settings = settings or load_settings()
     cfg = _config(config, settings, presets)
     name = study or (Path(config).stem if not isinstance(config, SweepConfig) else "sweep")
     started = time.monotonic()
-    result = run(cfg, settings, study_name=name, restart=restart, log=log)
+    result = run_study(cfg, settings, study_name=name, restart=restart, log=log)
     return outcome(result, cfg, settings, started)
 
 
@@ -118,13 +118,13 @@ def optimize(
     log: Log = _quiet,
 ) -> StudyOutcome:
     """Search the settings adaptively until an export passes (or `trials` exports are spent)."""
-    from autotune.study import run
+    from autotune.study import run_study
 
     settings = settings or load_settings()
     cfg = _config(config, settings, presets)
     stem = Path(config).stem if not isinstance(config, SweepConfig) else "config"
     started = time.monotonic()
-    result = run(
+    result = run_study(
         cfg,
         settings,
         study_name=study or f"{stem}-optimize",

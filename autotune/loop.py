@@ -16,10 +16,6 @@ from autotune import modelsearch
 from autotune.config import Run
 from autotune.errors import TrialFailed
 from autotune.rig import confirm_by_hand
-from autotune.runner import (
-    Rig,
-    run_trial,
-)
 from autotune.session import (
     ModelSession,
     check_cached_reference,
@@ -31,6 +27,10 @@ from autotune.session import (
     start_session,
 )
 from autotune.settings import Settings
+from autotune.trial import (
+    Rig,
+    export_trial,
+)
 from autotune.trials import (
     Log,
     artifacts_dir,
@@ -151,7 +151,7 @@ def objective(
         for alias, vals in fixed.items():
             params.setdefault(alias, {}).update(vals)
         try:
-            receipt = run_trial(
+            receipt = export_trial(
                 rig,
                 run_id,
                 export_file,

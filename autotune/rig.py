@@ -15,10 +15,10 @@ from autotune.live.client import OscClient
 from autotune.live.devices import LiveSet, MasterChain
 from autotune.live.errors import LiveError
 from autotune.live.tracks import resolve_track
-from autotune.runner import (
+from autotune.settings import Settings
+from autotune.trial import (
     Rig,
 )
-from autotune.settings import Settings
 from autotune.trials import (
     Log,
 )

@@ -23,12 +23,12 @@ from autotune.dsp.model import DryFeatures
 from autotune.errors import TrialFailed
 from autotune.live.errors import LiveReadError
 from autotune.rig import devices_off_marker, set_fingerprint
-from autotune.runner import (
+from autotune.settings import Settings
+from autotune.trial import (
     REFERENCE_ID,
     Rig,
     export_reference,
 )
-from autotune.settings import Settings
 from autotune.trials import (
     Log,
     export_name,

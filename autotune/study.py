@@ -20,9 +20,6 @@ from autotune.config import SweepConfig
 from autotune.errors import ConfigError
 from autotune.loop import Plan, StudyResult, run_loop
 from autotune.rig import prepare_chain
-from autotune.runner import (
-    Rig,
-)
 from autotune.samplers import (
     SamplerName,
     StepwiseSampler,
@@ -30,8 +27,8 @@ from autotune.samplers import (
     resolve_sampler,
     stepwise_start,
 )
+from autotune.searchspace import build_space
 from autotune.settings import Settings
-from autotune.space import build_space
 from autotune.storage import (
     WorkerLock,
     check_url,
@@ -39,6 +36,9 @@ from autotune.storage import (
     local_file,
     open_storage,
     recover_running,
+)
+from autotune.trial import (
+    Rig,
 )
 from autotune.trials import (
     Log,
@@ -50,7 +50,7 @@ optuna.logging.set_verbosity(optuna.logging.ERROR)  # our console reports every 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-def run(
+def run_study(
     config: SweepConfig,
     settings: Settings,
     *,

@@ -15,10 +15,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autotune import receipts
 from autotune.config import Run, SweepConfig
-from autotune.runner import (
+from autotune.settings import Settings
+from autotune.trial import (
     MEASURED_KEYS,
 )
-from autotune.settings import Settings
 from objectives import flatten
 from objectives.limits import results_pass
 

@@ -220,7 +220,7 @@ def run_case(case: Case, budget: int, space: dict[str, Any], chain_on: str, song
     from autotune import receipts
     from autotune.config import load_config
     from autotune.settings import load_settings
-    from autotune.study import run
+    from autotune.study import run_study
 
     _use_sim_presets()
     started = time.monotonic()
@@ -239,7 +239,7 @@ def run_case(case: Case, budget: int, space: dict[str, Any], chain_on: str, song
         before = 0
         if case.strategy == "model" and case.reference == "cached":
             # Another study of the same set exports the dry reference (and one trial) first.
-            run(
+            run_study(
                 config,
                 settings,
                 study_name="warm-up",
@@ -250,7 +250,7 @@ def run_case(case: Case, budget: int, space: dict[str, Any], chain_on: str, song
                 seed=case.seed,
             )
             before = len(list(receipts.read(settings.receipts_path())))
-        result = run(
+        result = run_study(
             config,
             settings,
             study_name="bench",

@@ -351,7 +351,9 @@ def test_an_enter_meant_for_one_export_does_not_fail_the_next(
     time.sleep(0.4)
     assert exporter.problem() is None  # that Enter was for export 1
     tty.lines.release()  # an Enter for export 2, with no file 0.2 s later: give up on it
-    deadline = time.monotonic() + 10  # polled: the verdict comes 0.2 s after the Enter, later on a busy machine
+    deadline = (
+        time.monotonic() + 10
+    )  # polled: the verdict comes 0.2 s after the Enter, later on a busy machine
     while exporter.problem() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert exporter.problem() == "Enter was pressed but the file did not appear within 0.2 s"

@@ -32,7 +32,7 @@ from autotune.modelsearch import (
     features,
     gated_lufs,
 )
-from autotune.runner import REFERENCE_ID
+from autotune.trial import REFERENCE_ID
 from objectives import Dim, Range, unflatten
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # every proposal runs an offline study

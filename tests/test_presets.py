@@ -16,7 +16,7 @@ from autotune.config import load_config
 from autotune.dsp import ChainParams, LimiterParams
 from autotune.errors import EXIT_READ, ConfigError
 from autotune.modelsearch import ModelSearch, Observation, Role, features
-from autotune.runner import verdict
+from autotune.trial import verdict
 from objectives import Range
 from objectives.limits import PEAK_EPSILON_DB, TRUE_PEAK_ALLOWANCE_DB, Limits, results_pass
 

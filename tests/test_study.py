@@ -53,7 +53,9 @@ def autotune(*args: str) -> list[str]:
 def test_optimize_reaches_the_target_and_records_everything(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["optimize", "configs/streaming.json", "--trials", "20", "--seed", "3", "--sampler", "tpe"]) == 0
+    assert (
+        main(["optimize", "configs/streaming.json", "--trials", "20", "--seed", "3", "--sampler", "tpe"]) == 0
+    )
     out = capsys.readouterr().out
     assert "Search space:" in out and "  limiter.ceiling_db: -7 .. -1.05" in out
     assert "✅ TARGET HIT" in out
@@ -106,7 +108,9 @@ def test_trials_budget_counts_over_resumes(project: Path, capsys: pytest.Capture
 
 
 def test_with_runs_enqueues_the_config_runs_first(project: Path) -> None:
-    assert main(["optimize", "configs/streaming.json", "--trials", "1", "--with-runs", "--sampler", "tpe"]) == 0
+    assert (
+        main(["optimize", "configs/streaming.json", "--trials", "1", "--with-runs", "--sampler", "tpe"]) == 0
+    )
     (row,) = receipts(project)
     assert row["id"] == "baseline" and row["export_file"] == "output/streaming_baseline.wav"
     assert row["params"]["limiter"] == {"gain_db": 3.0, "ceiling_db": -1.5}
@@ -290,7 +294,22 @@ def test_report_prints_a_table_and_writes_plots(project: Path, capsys: pytest.Ca
 
 
 def test_dashboard_api_serves_the_study_and_its_audio(project: Path, demo_cache: Path) -> None:
-    assert main(["optimize", "configs/streaming.json", "--trials", "2", "--refine", "--seed", "1", "--sampler", "tpe"]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                "configs/streaming.json",
+                "--trials",
+                "2",
+                "--refine",
+                "--seed",
+                "1",
+                "--sampler",
+                "tpe",
+            ]
+        )
+        == 0
+    )
     port = free_port()
     server = subprocess.Popen(
         autotune("dashboard", "--port", str(port)),

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket, ParseError
@@ -68,6 +69,19 @@ def reply_matches(query_args: Sequence[OscArg], reply_args: Sequence[OscArg]) ->
     return all(_same(q, r) for q, r in zip(query_args, reply_args, strict=False))
 
 
+class Transport(Protocol):
+    """The datagram I/O a client runs on: its UDP sockets by default. Injectable so that protocol tests
+    (tests/protocol.py) can script Live's side in memory, checking each message without a socket, a port
+    or a timing race. `recvfrom` raises `TimeoutError` when nothing came within a short wait (the reader
+    then looks at its stop flag) and `OSError` once closed."""
+
+    def sendto(self, data: bytes, address: tuple[str, int], /) -> object: ...
+
+    def recvfrom(self, bufsize: int, /) -> tuple[bytes, tuple[str, int]]: ...
+
+    def close(self) -> None: ...
+
+
 class OscClient:
     """One connection to an AbletonOSC peer (a real Live or the virtual one)."""
 
@@ -80,6 +94,7 @@ class OscClient:
         reply_port: int = 11001,
         timeout: float = 1.0,
         retries: int = 2,
+        transport: Transport | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -89,18 +104,24 @@ class OscClient:
             self._addr = (socket.gethostbyname(host), port)
         except OSError as e:
             raise LiveReadError(f"cannot resolve Live's host {host!r}: {e.strerror or e}") from None
-        self._rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            self._rx.bind((reply_host, reply_port))
-        except OSError as e:
-            self._rx.close()
-            raise LiveReadError(
-                f"cannot listen for Live's replies on {reply_host}:{reply_port}: {e.strerror or e} "
-                "(is another autotune running? set AUTOTUNE_REPLY_PORT or --reply-port)"
-            ) from None
-        self._rx.settimeout(0.05)
-        self.reply_port = int(self._rx.getsockname()[1])
-        self._tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._rx: Transport
+        self._tx: Transport
+        if transport is not None:
+            self._rx = self._tx = transport
+            self.reply_port = reply_port
+        else:
+            rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                rx.bind((reply_host, reply_port))
+            except OSError as e:
+                rx.close()
+                raise LiveReadError(
+                    f"cannot listen for Live's replies on {reply_host}:{reply_port}: {e.strerror or e} "
+                    "(is another autotune running? set AUTOTUNE_REPLY_PORT or --reply-port)"
+                ) from None
+            rx.settimeout(0.05)
+            self.reply_port = int(rx.getsockname()[1])
+            self._rx, self._tx = rx, socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._inbox: queue.Queue[OscReply] = queue.Queue()
         self._lock = threading.Lock()
         self._stop = threading.Event()

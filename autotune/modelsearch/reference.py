@@ -33,7 +33,9 @@ def features(audio: NDArray[np.floating], sample_rate: int) -> DryFeatures:
     if x.ndim == 1:
         x = x[:, None]
     block = model_block(segment_samples(sample_rate))
-    return DryFeatures(sample_rate, block, block_peaks(x, block), k_weighted_block_sums(x, sample_rate, block))
+    return DryFeatures(
+        sample_rate, block, block_peaks(x, block), k_weighted_block_sums(x, sample_rate, block)
+    )
 
 
 def features_of_file(path: Path) -> DryFeatures:

@@ -95,7 +95,7 @@ def export_and_measure(rig: Rig, export_file: str, receipt: dict[str, Any], star
         raise TrialFailed(receipt) from None
 
 
-def run_trial(
+def export_trial(
     rig: Rig,
     run_id: str,
     export_file: str,
