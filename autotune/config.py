@@ -230,10 +230,6 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-#: What a preset sets.
-PRESET_KEYS = ("target_lufs", "lufs_tolerance", "peak_limit_dbtp")
-
-
 def preset_target(names: list[str]) -> dict[str, float]:
     """The one target that meets every named platform: the overlap of their loudness windows (its middle,
     with half its width as the tolerance) under the strictest of their true-peak limits.
