@@ -48,7 +48,7 @@ from autotune.trials import (
     stop_on_pass,
 )
 from objectives import Dim, flatten, suggest
-from objectives.limits import Limits, results_pass
+from objectives.limits import Limits, measurement, results_pass
 
 
 @dataclass
@@ -181,12 +181,11 @@ def objective(
             )
         except OSError as e:
             log(f"  (export not attached to the dashboard: {e})")
-        res = receipt["results"]
+        m = measurement(receipt["results"])
+        assert m is not None  # an "ok" receipt always holds a measurement
         limits = config.limits()
-        tp = res.get("true_peak_dbtp")
-        tp = float(tp) if isinstance(tp, (int, float)) else float(res["peak_dbfs"])
-        trial.set_constraint("peak_over_limit_db", limits.peak_over_db(res["peak_dbfs"], tp))
-        return limits.loss(res["lufs_i"], res["peak_dbfs"], tp)
+        trial.set_constraint("peak_over_limit_db", limits.peak_over_db(m[1], m[2]))
+        return limits.loss(*m)
 
     return objective
 

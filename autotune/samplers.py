@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from autotune.errors import ConfigError
 from autotune.live.values import split_key
 from objectives import Choice, Dim, Range
-from objectives.limits import Limits
+from objectives.limits import Limits, measurement
 
 SamplerName = Literal["auto", "model", "tpe", "gp", "cmaes", "random", "stepwise"]
 SAMPLERS: tuple[str, ...] = ("auto", "model", "tpe", "gp", "cmaes", "random", "stepwise")
@@ -127,13 +127,14 @@ class StepwiseSampler(SpaceSampler):
         done = [
             t
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if "lufs_i" in t.user_attrs and set(self.space) <= set(t.params)
+            if measurement(t.user_attrs) is not None and set(self.space) <= set(t.params)
         ]
         if not done:
             return {k: v for k, v in self.start.items() if k in search_space}
         last = max(done, key=lambda t: t.number)
-        lufs, peak = float(last.user_attrs["lufs_i"]), float(last.user_attrs["peak_dbfs"])
-        tp = float(last.user_attrs.get("true_peak_dbtp", peak))
+        m = measurement(last.user_attrs)
+        assert m is not None
+        lufs, peak, tp = m
         steps = {"threshold": 0.0, "makeup": 0.0, "gain": 0.0}
         if self.limits.peak_over_db(peak, tp) > 0.0:
             steps["gain"] = -1.0

@@ -314,16 +314,8 @@ def judge_reach(
     res = receipt["results"]
     obs = modelsearch.observations(study, session.space)
     here = {k: float(trial.params[k]) for k in session.space if k in trial.params}
-    if len(here) == len(session.space):
-        tp = res.get("true_peak_dbtp")
-        obs.append(
-            modelsearch.Observation(
-                here,
-                float(res["lufs_i"]),
-                float(res["peak_dbfs"]),
-                float(tp) if isinstance(tp, (int, float)) else math.nan,
-            )
-        )
+    if len(here) == len(session.space) and (this := modelsearch.Observation.of(here, res)) is not None:
+        obs.append(this)
     after = search.propose(obs)
     if after.verdict is None:
         return

@@ -20,7 +20,7 @@ from autotune.trial import (
     MEASURED_KEYS,
 )
 from objectives import flatten
-from objectives.limits import results_pass
+from objectives.limits import measurement, results_pass
 
 Log = Callable[[str], None]
 
@@ -62,7 +62,7 @@ def stop_on_pass(study: optuna.Study, trial: FrozenTrial) -> None:
 def record(trial: optuna.Trial, receipt: dict[str, Any]) -> None:
     """User attributes the dashboard shows (optuna-dashboard 0.21 does not show Optuna 5 constraints)."""
     results = receipt.get("results") or {}
-    for k in (*MEASURED_KEYS, "pass_lufs", "pass_peak"):
+    for k in (*MEASURED_KEYS, "pass_lufs", "pass_peak", "pass_true_peak"):
         if k in results:
             trial.set_user_attr(k, results[k])
     trial.set_user_attr("export_file", receipt["export_file"])
@@ -70,8 +70,6 @@ def record(trial: optuna.Trial, receipt: dict[str, Any]) -> None:
     trial.set_user_attr("status", receipt.get("status"))
     if "error" in receipt:
         trial.set_user_attr("error", receipt["error"])
-    if "pass_true_peak" in results:
-        trial.set_user_attr("pass_true_peak", results["pass_true_peak"])
     trial.set_user_attr("passed", results_pass(results))
     trial.set_user_attr("receipt", receipt)
 
@@ -136,13 +134,8 @@ def first_pass(study: optuna.Study, config: SweepConfig) -> FrozenTrial | None:
     or the limit changed is judged against the new ones, not the flags stored with its trials)."""
 
     def meets(t: FrozenTrial) -> bool:
-        lufs, peak = t.user_attrs.get("lufs_i"), t.user_attrs.get("peak_dbfs")
-        tp = t.user_attrs.get("true_peak_dbtp", peak)
-        if not (
-            isinstance(lufs, (int, float)) and isinstance(peak, (int, float)) and isinstance(tp, (int, float))
-        ):
-            return False
-        return config.limits().passes(float(lufs), float(peak), float(tp))
+        m = measurement(t.user_attrs)
+        return m is not None and config.limits().passes(*m)
 
     return next((t for t in study.get_trials(states=(TrialState.COMPLETE,)) if meets(t)), None)
 

@@ -91,6 +91,17 @@ class Limits:
         return (self.target_lufs, self.tolerance, self.peak_dbfs, self.peak_dbtp)
 
 
+def measurement(values: Mapping[str, Any]) -> tuple[float, float, float] | None:
+    """(integrated LUFS, sample peak, true peak) of a receipt's results or a trial's user attributes, None
+    when they hold no measurement. A true peak not recorded (receipts older than true-peak limits) counts
+    as the sample peak: the lowest it can be."""
+    lufs, peak = values.get("lufs_i"), values.get("peak_dbfs")
+    if not isinstance(lufs, (int, float)) or not isinstance(peak, (int, float)):
+        return None
+    tp = values.get("true_peak_dbtp")
+    return float(lufs), float(peak), float(tp) if isinstance(tp, (int, float)) else float(peak)
+
+
 def results_pass(results: Mapping[str, Any]) -> bool:
     """Whether a receipt's results passed (its flags were set by `Limits` when it was measured)."""
     return bool(results.get("pass_lufs") and results.get("pass_peak") and results.get("pass_true_peak", True))

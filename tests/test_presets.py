@@ -18,7 +18,7 @@ from autotune.errors import EXIT_READ, ConfigError
 from autotune.modelsearch import ModelSearch, Observation, Role, features
 from autotune.trial import verdict
 from objectives import Range
-from objectives.limits import PEAK_EPSILON_DB, TRUE_PEAK_ALLOWANCE_DB, Limits, results_pass
+from objectives.limits import PEAK_EPSILON_DB, TRUE_PEAK_ALLOWANCE_DB, Limits, measurement, results_pass
 
 SAMPLES = Path("/usr/share/sonic-pi/samples/loop_amen.flac")
 
@@ -216,3 +216,14 @@ def test_analyze_reports_dynamics_and_how_each_platform_plays_the_file(
     assert row["plr_db"] == pytest.approx(row["true_peak_dbtp"] - row["lufs_i"], abs=1e-6)
     assert row["playback_db"]["spotify"] == pytest.approx(-14.0 - row["lufs_i"], abs=0.06)
     assert row["playback_db"]["apple-music"] == pytest.approx(-16.0 - row["lufs_i"], abs=0.06)
+
+
+def test_a_measurement_without_a_true_peak_is_judged_on_its_sample_peak() -> None:
+    """Receipts from before true-peak limits hold no true peak: the pass rule takes the sample peak (the
+    lowest a true peak can be), while the model search never reads it as a measured 0 dB margin."""
+    old = {"lufs_i": -14.0, "peak_dbfs": -1.5}
+    assert measurement(old) == (-14.0, -1.5, -1.5)
+    assert measurement({"lufs_i": -14.0}) is None
+    o = Observation.of({"limiter.gain_db": 3.0}, old)
+    assert o is not None and math.isnan(o.true_peak_db)
+    assert Observation.of({}, {"peak_dbfs": -1.0}) is None

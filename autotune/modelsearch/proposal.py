@@ -4,13 +4,15 @@ prediction, and a proposal (the setting to export next, with what the corrected 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import optuna
 from numpy.typing import NDArray
+
+from objectives.limits import measurement
 
 #: unit-cube position -> (LUFS correction, peak correction, distance to the nearest measured setting)
 Correct = Callable[[NDArray[np.float64]], tuple[float, float, float]]
@@ -46,6 +48,17 @@ class Observation:
     peak_db: float
     #: The export's true peak (dBTP); NaN when not measured.
     true_peak_db: float = math.nan
+
+    @classmethod
+    def of(cls, params: Mapping[str, float], values: Mapping[str, Any]) -> Observation | None:
+        """The observation a receipt's results or a trial's user attributes hold (None without a
+        measurement). A true peak not recorded stays NaN rather than the sample peak, so it never counts
+        as a measured margin of 0 dB over the sample peak."""
+        m = measurement(values)
+        if m is None:
+            return None
+        tp = values.get("true_peak_dbtp")
+        return cls(dict(params), m[0], m[1], float(tp) if isinstance(tp, (int, float)) else math.nan)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@ trials where the model search proposes."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,17 +20,10 @@ def observations(study: optuna.Study, space: Mapping[str, Dim]) -> list[Observat
     """Completed trials with a measurement, whatever sampler or worker ran them."""
     out = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        lufs, peak = t.user_attrs.get("lufs_i"), t.user_attrs.get("peak_dbfs")
-        tp = t.user_attrs.get("true_peak_dbtp")
-        if isinstance(lufs, (int, float)) and isinstance(peak, (int, float)) and set(space) <= set(t.params):
-            out.append(
-                Observation(
-                    {k: float(t.params[k]) for k in space},
-                    float(lufs),
-                    float(peak),
-                    float(tp) if isinstance(tp, (int, float)) else math.nan,
-                )
-            )
+        if set(space) <= set(t.params):
+            o = Observation.of({k: float(t.params[k]) for k in space}, t.user_attrs)
+            if o is not None:
+                out.append(o)
     return out
 
 
