@@ -12,7 +12,6 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import FrozenTrial, TrialState
 
-from autotune import modelsearch
 from autotune.config import Run
 from autotune.errors import TrialFailed
 from autotune.rig import confirm_by_hand
@@ -139,11 +138,8 @@ def objective(
         params = suggest(trial, plan.space, only=names)
         proposal = session.model.proposals.get(trial.number) if session is not None else None
         if proposal is not None:
-            search = session.model.search if session is not None else None
-            tp_text = ""
-            if search is not None and search.true_peak_limit_dbtp is not None:
-                over = search.true_peak_over(modelsearch.observations(study, plan.space))
-                tp_text = f", true peak about {proposal.peak_db + over:.2f} dBTP"
+            tp = session.model.true_peaks.get(trial.number) if session is not None else None
+            tp_text = "" if tp is None else f", true peak about {tp:.2f} dBTP"
             log(f"  model: {proposal.describe()}{tp_text}")
             trial.set_user_attr("predicted_lufs", round(proposal.lufs, 4))
             trial.set_user_attr("predicted_peak_dbfs", round(proposal.peak_db, 4))

@@ -170,7 +170,7 @@ def test_optimize_preset_spotify_delivers_a_master_an_independent_meter_passes(
     monkeypatch.setenv("AUTOTUNE_CACHE_DIR", str(project / ".cache"))
     assert main(["optimize", "configs/streaming.json", "--preset", "spotify", "--trials", "8"]) == 0
     out = capsys.readouterr().out
-    assert "TARGET HIT" in out and "Playback on Spotify:" in out
+    assert "TARGET HIT" in out and "Playback on Spotify:" in out and "true peak about" in out
     rows = [json.loads(line) for line in (project / "output" / "experiments.jsonl").read_text().splitlines()]
     last = rows[-1]
     res = last["results"]

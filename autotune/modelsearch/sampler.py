@@ -39,17 +39,23 @@ class ModelSampler(SpaceSampler):
         #: That check failed: a fresh reference is due before the next trial.
         self.stale = False
         self.proposals: dict[int, Proposal] = {}
+        #: Under a true-peak limit: the true peak each proposal is expected to measure (its corrected
+        #: sample peak plus the margin the exports so far showed), from the observations it was made with.
+        self.true_peaks: dict[int, float] = {}
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
         if not search_space:
             return {}
-        prop = self.search.propose(observations(study, self.search.space))
+        obs = observations(study, self.search.space)
+        prop = self.search.propose(obs)
         if not trial.system_attrs.get("fixed_params"):
             # A queued run (--with-runs, a retried trial) sets its own values: only the parameters it leaves
             # open come from the model, and it is neither predicted nor judged as the model's setting.
             self.proposals[trial.number] = prop
+            if self.search.true_peak_limit_dbtp is not None:
+                self.true_peaks[trial.number] = prop.peak_db + self.search.true_peak_over(obs)
         return {k: v for k, v in prop.params.items() if k in search_space}
 
 
