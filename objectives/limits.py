@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from objectives.loss import PEAK_WEIGHT
+from objectives.loss import loss
 
 #: A peak this close above a limit still passes: below 24-bit resolution at any sane limit.
 PEAK_EPSILON_DB = 1e-3
@@ -61,10 +61,9 @@ class Limits:
         return max(over)
 
     def loss(self, lufs: float, peak_dbfs: float, true_peak_dbtp: float) -> float:
-        """dB away from an acceptable export: the loudness gap plus a steep price for any peak overshoot
-        (objectives.loss, with the overshoot over whichever limit binds)."""
-        over = max(0.0, self.peak_over_db(peak_dbfs, true_peak_dbtp))
-        return abs(lufs - self.target_lufs) + PEAK_WEIGHT * over
+        """dB away from an acceptable export: `objectives.loss` with the peak taken over whichever limit
+        binds (so the limit it is measured against is 0 dB)."""
+        return loss(lufs, self.peak_over_db(peak_dbfs, true_peak_dbtp), self.target_lufs, 0.0)
 
     def sample_budget_dbfs(self, true_peak_over_db: float = TRUE_PEAK_ALLOWANCE_DB) -> float:
         """The sample peak a chain may reach and still meet every limit, when its true peak sits
@@ -85,10 +84,6 @@ class Limits:
         if self.peak_dbtp is not None:
             parts.append(f"true peak ≤ {self.peak_dbtp:.2f} dBTP")
         return ", ".join(parts)
-
-    def key(self) -> tuple[float, float, float | None, float | None]:
-        """What a verdict about reach was judged for: a changed target or limit voids it."""
-        return (self.target_lufs, self.tolerance, self.peak_dbfs, self.peak_dbtp)
 
 
 def measurement(values: Mapping[str, Any]) -> tuple[float, float, float] | None:
