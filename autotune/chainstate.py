@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from autotune.dsp.chain import ChainParams, GlueParams, LimiterParams
-from autotune.live.values import Display, parse_display
+from autotune.vocabulary.display import Display, parse_display
 
 Role = Literal["glue", "limiter"]
 

@@ -16,7 +16,7 @@ from typing import Any
 from autotune.live.client import OscClient
 from autotune.live.devices import LiveSet, ParamInfo
 from autotune.live.tracks import Track
-from autotune.live.values import DisplayLaw, parse_display
+from autotune.vocabulary.display import DisplayLaw, parse_display
 
 
 def describe_law(law: DisplayLaw) -> str:

@@ -15,7 +15,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.errors import ConfigError
-from autotune.live.values import split_key
+from autotune.vocabulary.keys import split_key
 from objectives import Choice, Dim, Range
 from objectives.limits import Limits, measurement
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from autotune.config import Choices, SweepConfig
 from autotune.live.devices import MasterChain, ValueOutOfRange
-from autotune.live.values import split_key
+from autotune.vocabulary.keys import split_key
 from objectives import Choice, Dim, Range, param_name
 
 CEILING_MARGIN_DB = 0.05

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import pytest
 
 from autotune.errors import UnsettableValue
-from autotune.live.values import Display, DisplayLaw, UnitSpec, parse_display, split_key
 from autotune.sim.liveset import SimDevice, SimParameter, glue_compressor, limiter
+from autotune.vocabulary.display import Display, DisplayLaw, parse_display
+from autotune.vocabulary.keys import UnitSpec, split_key
 
 # --------------------------------------------------------------------------------------------------
 # parse_display

@@ -10,25 +10,11 @@ from autotune.errors import UnsettableValue
 from autotune.live.client import OscArg, OscClient
 from autotune.live.errors import LiveErrorReply, LiveReadError, LiveWriteError
 from autotune.live.tracks import Track
-from autotune.live.values import Display, DisplayLaw, UnitSpec, parse_display, split_key
+from autotune.vocabulary.display import Display, DisplayLaw, parse_display
+from autotune.vocabulary.keys import PARAM_ALIASES, UnitSpec, split_key
 
 #: Live's fader law: raw 0.85 is 0 dB (1.0 is +6 dB). AbletonOSC has no display string for track volume.
 FADER_0DB = 0.85
-
-#: Config key (unit suffix removed) -> device parameter names across Live 11, 12.0 and 12.1.
-PARAM_ALIASES: dict[str, tuple[str, ...]] = {
-    "threshold": ("Threshold",),
-    "makeup": ("Makeup",),
-    "gain": ("Gain", "Input Gain"),
-    "input_gain": ("Input Gain", "Gain"),
-    "ceiling": ("Ceiling",),
-    "release": ("Release", "Release time", "Release Time"),
-    "ratio": ("Ratio",),
-    "attack": ("Attack",),
-    "range": ("Range",),
-    "dry_wet": ("Dry/Wet",),
-    "lookahead": ("Lookahead",),
-}
 
 
 def _norm(name: str) -> str:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from autotune.chainstate import device_role
 from autotune.dsp.chain import ChainParams
 from autotune.errors import ConfigError
-from autotune.live.values import split_key
+from autotune.vocabulary.keys import split_key
 
 Role = Literal["glue", "limiter"]
 

@@ -1,9 +1,10 @@
-"""Physical values <-> raw parameter values, learnt from the parameter's own display string.
+"""What a parameter's display string says, and raw values <-> physical ones learnt from it.
 
 AbletonOSC writes `DeviceParameter.value` raw, in the parameter's own min..max, and nothing says what a raw
 value means except `value_string`. So a write is a search: set a raw value, read the display back, parse it,
 and home in on the raw value whose display shows the requested physical value. Samples seen along the way
 are kept, so after the first write to a parameter the next one usually needs a single set + read-back.
+The writer (`autotune.live.devices`), the device map and the chain state all read displays this one way.
 """
 
 from __future__ import annotations
@@ -62,45 +63,6 @@ def parse_display(text: str) -> Display:
         )
     decimals = len(num.split(".", 1)[1]) if "." in num else 0
     return Display(text=text, value=float(num) * factor, unit=unit, resolution=10.0**-decimals * factor)
-
-
-@dataclass(frozen=True)
-class UnitSpec:
-    """What a config key's number means: a canonical unit (None: the display's own) and a factor."""
-
-    unit: str | None
-    factor: float = 1.0
-
-    def describe(self) -> str:
-        return {"dB": "dB", "s": "seconds", "%": "percent", "Hz": "Hz", "ratio": "a ratio"}.get(
-            self.unit or "", "the display's unit"
-        )
-
-
-_SUFFIXES: list[tuple[str, UnitSpec]] = [
-    ("_db", UnitSpec("dB")),
-    ("_ms", UnitSpec("s", 1e-3)),
-    ("_khz", UnitSpec("Hz", 1e3)),
-    ("_hz", UnitSpec("Hz")),
-    ("_pct", UnitSpec("%")),
-    ("_percent", UnitSpec("%")),
-    ("_s", UnitSpec("s")),
-]
-_BARE: dict[str, UnitSpec] = {
-    "ratio": UnitSpec("ratio"),
-    "attack": UnitSpec("s"),
-    "release": UnitSpec("s"),
-    "release_time": UnitSpec("s"),
-}
-
-
-def split_key(key: str) -> tuple[str, UnitSpec]:
-    """`threshold_db` -> ("threshold", dB); `release` -> ("release", seconds); `dry_wet` -> as displayed."""
-    k = key.lower()
-    for suffix, spec in _SUFFIXES:
-        if k.endswith(suffix) and len(k) > len(suffix):
-            return k[: -len(suffix)], spec
-    return k, _BARE.get(k, UnitSpec(None))
 
 
 Probe = Callable[[float], Display]

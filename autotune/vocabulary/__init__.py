@@ -1,0 +1,10 @@
+"""The words the layers above share, defined once, so that the live client and the virtual Live can both
+speak them without importing each other.
+
+- `keys`: what a config key's unit suffix means, and the names Live gives the parameter it sets;
+- `display`: what a parameter's display string says, and the raw value that shows a physical one.
+
+The pass rule is not here but in `objectives.limits`: `objectives/` is a top-level package of the design,
+sits in this same layer and imports nothing of autotune, so a copy or a re-export here would only give one
+rule two names. Errors and exit codes are `autotune.errors`', also of this layer.
+"""
