@@ -17,8 +17,7 @@ from typing import Any, Literal
 
 from autotune.dsp.chain import ChainParams, GlueParams, LimiterParams
 from autotune.vocabulary.display import Display, parse_display
-
-Role = Literal["glue", "limiter"]
+from autotune.vocabulary.roles import DEVICE, Role
 
 
 @dataclass(frozen=True)
@@ -84,19 +83,12 @@ READINGS: dict[Role, tuple[Reading, ...]] = {
         Reading("lookahead_ms", "Lookahead", "lookahead_ms", "s", "a time in ms", _in(0.0, 0.1, 1000.0)),
     ),
 }
-DEVICE = {"glue": "Glue Compressor", "limiter": "Limiter"}
 SWITCH_WORDS = {"on": True, "off": False}
 LIMITER_MODES: dict[str, Literal["standard", "soft_clip", "true_peak"]] = {
     "standard": "standard",
     "soft clip": "soft_clip",
     "true peak": "true_peak",
 }
-
-
-def device_role(name: str) -> Role | None:
-    """Which device of the model a Live device name is (None: one the model does not know)."""
-    n = name.lower()
-    return "glue" if "glue" in n else "limiter" if "limiter" in n else None
 
 
 def _default(role: Role, name: str) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from autotune.chainstate import Role, device_role, read_state
+from autotune.chainstate import read_state
 from autotune.config import SweepConfig
 from autotune.doctor.check import Check
 from autotune.dsp.chain import live_fader_db
@@ -17,6 +17,7 @@ from autotune.live.client import OscClient
 from autotune.live.devices import FADER_0DB, LiveSet, MasterChain
 from autotune.live.errors import LiveError, LiveErrorReply, LiveReadError, LiveTimeout
 from autotune.live.tracks import Track, resolve_track
+from autotune.vocabulary.roles import device_roles
 
 
 def _named(config: SweepConfig, word: str) -> str | None:
@@ -189,11 +190,7 @@ def live_checks(osc: OscClient, config: SweepConfig, log: Callable[[str], None])
 def check_readings(live: LiveSet, track: Track, config: SweepConfig, log: Callable[[str], None]) -> Check:
     """Every display the model reads, in Live's conventions: one it does not understand is named here
     before a search predicts from it."""
-    roles: dict[str, Role] = {}
-    for alias, name in config.device_names.items():
-        role = device_role(name)
-        if role is not None:
-            roles[alias] = role
+    roles = device_roles(config.device_names)
     if not roles:
         return Check("model readings", "ok", "no Glue Compressor or Limiter: the model is not used")
     chain = MasterChain(live, track, config.device_names, log)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any
 
-from autotune.chainstate import device_role
 from autotune.dsp.chain import ChainParams
 from autotune.errors import ConfigError
 from autotune.vocabulary.keys import split_key
-
-Role = Literal["glue", "limiter"]
+from autotune.vocabulary.roles import Role as Role
+from autotune.vocabulary.roles import device_role
 
 
 def roles(device_names: Mapping[str, str]) -> dict[str, Role]:
