@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import math
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Literal
@@ -39,7 +38,6 @@ from autotune.dsp.chain import (
     forward_min,
     glue_compressor,
     limiter,
-    live_fader_db,
     render_stages,
     saturate,
     trailing_mean,
@@ -388,16 +386,6 @@ def test_fader_after_the_limiter_moves_the_peak_past_the_ceiling(physics: Physic
     assert peak_db(at_unity) == pytest.approx(-0.3, abs=1e-9)
     assert peak_db(y) == pytest.approx(-0.3 + fader_db, abs=1e-9)
     assert integrated_loudness(y, SR) == pytest.approx(integrated_loudness(at_unity, SR) + fader_db, abs=1e-3)
-
-
-def test_live_fader_law() -> None:
-    assert live_fader_db(0.85) == pytest.approx(0.0)
-    assert live_fader_db(1.0) == pytest.approx(6.0)
-    assert live_fader_db(0.0) == -math.inf
-    assert live_fader_db(0.4) == pytest.approx(-18.0)
-    assert live_fader_db(0.4 - 1e-9) == pytest.approx(-18.0, abs=1e-6)  # continuous at the join
-    volumes = np.linspace(0.01, 1.0, 200)
-    assert np.all(np.diff([live_fader_db(v) for v in volumes]) > 0)
 
 
 # --- Purity ---------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
-"""Display strings -> physical values, config-key units, and DisplayLaw's search for a raw value."""
+"""Display strings -> physical values, config-key units, DisplayLaw's search for a raw value, and the
+fader law."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ import pytest
 from autotune.errors import UnsettableValue
 from autotune.sim.liveset import SimDevice, SimParameter, glue_compressor, limiter
 from autotune.vocabulary.display import Display, DisplayLaw, parse_display
+from autotune.vocabulary.fader import FADER_0DB, fader_db
 from autotune.vocabulary.keys import UnitSpec, split_key
 
 # --------------------------------------------------------------------------------------------------
@@ -490,3 +493,18 @@ def test_blind_normalisation_is_wrong_for_makeup() -> None:
     assert shown.text == "15.00 dB"
     assert makeup.display == "15.00 dB"
     assert makeup.physical == pytest.approx(15.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# the fader law
+
+
+def test_live_fader_law() -> None:
+    assert fader_db(FADER_0DB) == pytest.approx(0.0)
+    assert fader_db(0.85) == pytest.approx(0.0)
+    assert fader_db(1.0) == pytest.approx(6.0)
+    assert fader_db(0.0) == -math.inf
+    assert fader_db(0.4) == pytest.approx(-18.0)
+    assert fader_db(0.4 - 1e-9) == pytest.approx(-18.0, abs=1e-6)  # continuous at the join
+    gains = [fader_db(0.01 + 0.99 * i / 199) for i in range(200)]
+    assert all(b > a for a, b in itertools.pairwise(gains))

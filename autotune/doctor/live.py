@@ -12,11 +12,11 @@ from collections.abc import Callable
 from autotune.chainstate import read_state
 from autotune.config import SweepConfig
 from autotune.doctor.check import Check
-from autotune.dsp.chain import live_fader_db
 from autotune.live.client import OscClient
-from autotune.live.devices import FADER_0DB, LiveSet, MasterChain
+from autotune.live.devices import LiveSet, MasterChain
 from autotune.live.errors import LiveError, LiveErrorReply, LiveReadError, LiveTimeout
 from autotune.live.tracks import Track, resolve_track
+from autotune.vocabulary.fader import FADER_0DB, fader_db
 from autotune.vocabulary.roles import device_roles
 
 
@@ -108,7 +108,7 @@ def check_fader(live: LiveSet, track: Track) -> Check:
     return Check(
         "fader 0 dB",
         "warn",
-        f"raw {v:.3f} (about {live_fader_db(v):+.1f} dB): the fader comes after the limiter",
+        f"raw {v:.3f} (about {fader_db(v):+.1f} dB): the fader comes after the limiter",
         "sweep and optimize set it to 0 dB before every export; leave it there afterwards",
     )
 

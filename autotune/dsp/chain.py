@@ -17,7 +17,6 @@ The parameter dataclasses and the presets live in `autotune.dsp.params` and are 
 from __future__ import annotations
 
 import importlib
-import math
 import os
 import threading
 from collections.abc import Callable
@@ -118,15 +117,6 @@ def _ballistics_kernel(
         a = a_att if t > g else a_rel
         g = a * g + (1.0 - a) * t
         out[i] = g
-
-
-def live_fader_db(volume: float) -> float:
-    """Live's fader law as modelled here: raw 0.85 is 0 dB, 1.0 is +6 dB, 0 is silence (-inf)."""
-    if volume <= 0:
-        return -math.inf
-    if volume >= 0.4:
-        return (volume - 0.85) * 40.0
-    return -18.0 + 40.0 * math.log10(volume / 0.4)
 
 
 def db_to_lin(db: float | Audio) -> float | Audio:

@@ -11,10 +11,8 @@ from autotune.live.client import OscArg, OscClient
 from autotune.live.errors import LiveErrorReply, LiveReadError, LiveWriteError
 from autotune.live.tracks import Track
 from autotune.vocabulary.display import Display, DisplayLaw, parse_display
+from autotune.vocabulary.fader import FADER_0DB
 from autotune.vocabulary.keys import PARAM_ALIASES, UnitSpec, split_key
-
-#: Live's fader law: raw 0.85 is 0 dB (1.0 is +6 dB). AbletonOSC has no display string for track volume.
-FADER_0DB = 0.85
 
 
 def _norm(name: str) -> str:

@@ -15,7 +15,8 @@ Every display means what it means in Live (Live's reference manual; ../shared/sp
   `LimiterParams.auto_release`, and the Release value does not act.
 - Limiter **Link** / **Link Channels** off is L/R mode: each channel is limited on its own.
 - Limiter **Mode** (Live 12.1) Standard / Soft Clip / True Peak; in Standard the ceiling is a sample peak.
-- Track volume raw 0.85 is 0 dB and 1.0 is +6 dB; faders act after the devices.
+- Track volume raw 0.85 is 0 dB and 1.0 is +6 dB (the law is `autotune.vocabulary.fader`'s); faders act
+  after the devices.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 
 from autotune.dsp import GlueParams, LimiterParams
 from autotune.dsp.chain import Stage
-from autotune.dsp.chain import live_fader_db as fader_db
+from autotune.vocabulary.fader import FADER_0DB, fader_db
 
 Names = Literal["live12", "live11"]
 #: How the build answers for the master: the original project's patch (-1000), the "master" string of
@@ -193,7 +194,7 @@ class SimSlot:
 class SimTrack:
     name: str
     devices: list[SimDevice] = field(default_factory=list)
-    volume: float = 0.85
+    volume: float = FADER_0DB
     arm: bool = False
     can_be_armed: bool = True
     monitoring: int = MONITOR_AUTO
