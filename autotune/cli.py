@@ -304,10 +304,10 @@ def cmd_sim_export(ns: argparse.Namespace) -> int:
     """Ask a running virtual Live to export (fire and forget, like clicking Export): for --export-command."""
     import socket
 
-    from autotune.live.client import build_message
     from autotune.live.errors import ExportFailed
     from autotune.live.export import stamp, wait_for_export
     from autotune.sim.server import EXPORT_ADDRESS
+    from autotune.vocabulary.osc import build_message
 
     path = Path(ns.path).resolve()
     before = stamp(path)

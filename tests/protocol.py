@@ -23,7 +23,8 @@ from contextlib import contextmanager
 
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from autotune.live.client import OscArg, OscClient, parse_datagram
+from autotune.live.client import OscClient
+from autotune.vocabulary.osc import OscArg, parse_datagram
 
 Message = tuple[str, tuple[OscArg, ...]]
 #: What Live answers to one message: nothing (a setter, a method, or silence), one message or several.

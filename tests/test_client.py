@@ -10,12 +10,13 @@ from contextlib import contextmanager
 
 import pytest
 
-from autotune.live.client import OscArg, OscClient, build_message, parse_datagram
+from autotune.live.client import OscClient
 from autotune.live.devices import LiveSet, MasterChain, ParameterNotFound, ValueOutOfRange
 from autotune.live.errors import LiveErrorReply, LiveTimeout, LiveWriteError
 from autotune.live.tracks import Track
 from autotune.sim import VirtualLive
 from autotune.vocabulary.fader import FADER_0DB
+from autotune.vocabulary.osc import OscArg, build_message, parse_datagram
 
 MASTER = -1000
 MASTER_TRACK = Track("-1000", -1000, "minus-1000")

@@ -21,8 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autotune.cli import main
-from autotune.live.client import OscClient, build_message, parse_datagram
+from autotune.live.client import OscClient
 from autotune.sim import SimOptions, VirtualLive
+from autotune.vocabulary.osc import build_message, parse_datagram
 from tests.conftest import free_udp_port, many_runs_config
 
 

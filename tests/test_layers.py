@@ -16,7 +16,6 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
 }
 #: The two backends sit side by side: live never imports sim, and sim imports live only here.
 SIM_USES_LIVE: dict[tuple[str, str], str] = {
-    ("autotune.sim.server", "autotune.live.client"): "the virtual Live borrows the live client's OSC codec",
     (
         "autotune.sim.exporter",
         "autotune.live.client",

@@ -22,12 +22,13 @@ import pytest
 import soundfile as sf
 
 from autotune.config import CaptureSpan
-from autotune.live.client import OscArg, OscClient
+from autotune.live.client import OscClient
 from autotune.live.devices import LiveSet, MasterChain
 from autotune.live.errors import ExportFailed, LiveReadError, LiveWriteError
 from autotune.live.resample import ResampleSession
 from autotune.live.tracks import MASTER_HELP, Track, resolve_track
 from autotune.vocabulary.fader import FADER_0DB
+from autotune.vocabulary.osc import OscArg
 from tests.protocol import Message, Pair, ScriptedLive, expected_protocol
 
 ERROR = "/live/error"

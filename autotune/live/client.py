@@ -4,7 +4,8 @@ Facts this code is built on (see the AbletonOSC facts file): Live listens on UDP
 11001 of the sender's address on the query's own address, echoing the query's ids; setters never answer;
 a failed query answers only `/live/error`; unasked messages also arrive on 11001. So the client owns a
 listener on the reply port, sends one query at a time, and reads replies until one matches or an error or
-a timeout ends the wait.
+a timeout ends the wait. The messages themselves (encoding, decoding, what counts as a reply) are the
+protocol's, shared with the virtual Live: `autotune.vocabulary.osc`.
 """
 
 from __future__ import annotations
@@ -13,60 +14,17 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
-from pythonosc.osc_message_builder import OscMessageBuilder
-from pythonosc.osc_packet import OscPacket, ParseError
-
 from autotune.live.errors import LiveErrorReply, LiveReadError, LiveTimeout
-
-OscArg = int | float | str
-ERROR_ADDRESS = "/live/error"
-
-
-@dataclass(frozen=True)
-class OscReply:
-    address: str
-    args: tuple[OscArg, ...]
-    source: tuple[str, int]
-
-
-def build_message(address: str, args: Sequence[OscArg]) -> bytes:
-    b = OscMessageBuilder(address)
-    for a in args:
-        if isinstance(a, bool):  # a bool would go out as OSC True/False, which AbletonOSC does not expect
-            a = int(a)
-        b.add_arg(a)
-    return bytes(b.build().dgram)
-
-
-def parse_datagram(data: bytes, source: tuple[str, int]) -> list[OscReply]:
-    """Every message in a datagram (bundles included); garbage gives an empty list, never an exception."""
-    try:
-        packet = OscPacket(data)
-    except (ParseError, ValueError, IndexError, TypeError, UnicodeDecodeError, OverflowError):
-        return []
-    out = []
-    for timed in packet.messages:
-        msg = timed.message
-        if hasattr(msg, "address"):
-            out.append(OscReply(str(msg.address), tuple(msg.params), source))
-    return out
-
-
-def _same(a: OscArg, b: OscArg) -> bool:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, str):
-        return abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(a)))
-    return a == b
-
-
-def reply_matches(query_args: Sequence[OscArg], reply_args: Sequence[OscArg]) -> bool:
-    """A reply echoes the query's ids first (track, device, parameter)."""
-    if len(reply_args) < len(query_args):
-        return False
-    return all(_same(q, r) for q, r in zip(query_args, reply_args, strict=False))
+from autotune.vocabulary.osc import (
+    ERROR_ADDRESS,
+    OscArg,
+    OscMessage,
+    build_message,
+    parse_datagram,
+    reply_matches,
+)
 
 
 class Transport(Protocol):
@@ -122,7 +80,7 @@ class OscClient:
             rx.settimeout(0.05)
             self.reply_port = int(rx.getsockname()[1])
             self._rx, self._tx = rx, socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._inbox: queue.Queue[OscReply] = queue.Queue()
+        self._inbox: queue.Queue[OscMessage] = queue.Queue()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.ignored = 0  # datagrams dropped: garbage or from an address other than Live's

@@ -7,12 +7,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from autotune.errors import UnsettableValue
-from autotune.live.client import OscArg, OscClient
+from autotune.live.client import OscClient
 from autotune.live.errors import LiveErrorReply, LiveReadError, LiveWriteError
 from autotune.live.tracks import Track
 from autotune.vocabulary.display import Display, DisplayLaw, parse_display
 from autotune.vocabulary.fader import FADER_0DB
 from autotune.vocabulary.keys import PARAM_ALIASES, UnitSpec, split_key
+from autotune.vocabulary.osc import OscArg
 
 
 def _norm(name: str) -> str:

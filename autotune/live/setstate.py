@@ -20,9 +20,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autotune.live.client import OscArg, OscClient
+from autotune.live.client import OscClient
 from autotune.live.errors import ExportFailed, LiveError, LiveReadError
 from autotune.live.takes import Span, discard_take
+from autotune.vocabulary.osc import OscArg
 
 Log = Callable[[str], None]
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from autotune.live.client import OscArg, OscClient
+from autotune.live.client import OscClient
 from autotune.live.errors import LiveErrorReply, LiveReadError, LiveTimeout
+from autotune.vocabulary.osc import OscArg
 
 Style = Literal["index", "minus-1000", "master-string", "append", "namespace"]
 

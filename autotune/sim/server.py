@@ -39,7 +39,6 @@ import soundfile as sf
 from autotune.dsp import demo_track
 from autotune.dsp.chain import Physics
 from autotune.dsp.demo import DemoSpec
-from autotune.live.client import OscArg, build_message, parse_datagram
 from autotune.sim.liveset import (
     Addressing,
     ChainOn,
@@ -54,6 +53,7 @@ from autotune.sim.plants import Stress, make_plant
 from autotune.sim.recordings import RecordingSpec, build_recording
 from autotune.sim.transport import RecordingOptions, Transport
 from autotune.sim.transport_osc import transport_handlers
+from autotune.vocabulary.osc import ERROR_ADDRESS, OscArg, build_message, parse_datagram
 
 EXPORT_ADDRESS = "/autotune/sim/export"
 Handler = Callable[[tuple[Any, ...]], tuple[OscArg, ...] | None]
@@ -228,13 +228,13 @@ class VirtualLive:
     def _handle(self, address: str, args: tuple[Any, ...], ip: str) -> None:
         handler = self.handlers.get(address)
         if handler is None:
-            self._reply(ip, "/live/error", (f"Unknown OSC address: {address}",))
+            self._reply(ip, ERROR_ADDRESS, (f"Unknown OSC address: {address}",))
             time.sleep(self.options.error_tick_s)
             return
         try:
             out = handler(args)
         except Exception as e:  # Live reports any handler failure the same way
-            self._reply(ip, "/live/error", (f"Error handling OSC message: {e or type(e).__name__}",))
+            self._reply(ip, ERROR_ADDRESS, (f"Error handling OSC message: {e or type(e).__name__}",))
             time.sleep(self.options.error_tick_s)
             return
         if out is not None:
