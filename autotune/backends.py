@@ -24,9 +24,10 @@ from autotune.config import SweepConfig
 from autotune.errors import ConfigError
 from autotune.live.client import OscClient
 from autotune.live.errors import LiveReadError, LiveTimeout
-from autotune.live.export import AppleScriptExporter, CommandExporter, Exporter, ManualExporter
+from autotune.live.export import AppleScriptExporter, CommandExporter, ManualExporter
 from autotune.live.resample import ResampleExporter, ResampleSession
 from autotune.settings import Settings
+from autotune.vocabulary.export import Exporter
 
 if TYPE_CHECKING:
     from autotune.sim import SimOptions

@@ -302,17 +302,13 @@ def cmd_device_map(ns: argparse.Namespace) -> int:
 
 def cmd_sim_export(ns: argparse.Namespace) -> int:
     """Ask a running virtual Live to export (fire and forget, like clicking Export): for --export-command."""
-    import socket
-
     from autotune.live.errors import ExportFailed
     from autotune.live.export import stamp, wait_for_export
-    from autotune.sim.server import EXPORT_ADDRESS
-    from autotune.vocabulary.osc import build_message
+    from autotune.sim.exporter import request_export
 
     path = Path(ns.path).resolve()
     before = stamp(path)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.sendto(build_message(EXPORT_ADDRESS, [str(path)]), (ns.host, ns.port))
+    request_export(ns.host, ns.port, path)
     try:
         wait_for_export(path, timeout_s=ns.timeout, before=before, log=lambda _: None)
     except ExportFailed as e:

@@ -1,4 +1,5 @@
-"""Exporters (how an export is started) and the one waiter that hands the verifier only complete files."""
+"""Live's exporters (how an export is started; the protocol they meet is `autotune.vocabulary.export`'s) and
+the one waiter that hands the verifier only complete files."""
 
 from __future__ import annotations
 
@@ -14,28 +15,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO
 
 from autotune.live.errors import ExportFailed
+from autotune.vocabulary.export import RULE
+
+# Re-exported for autotune/trial.py, which imports it from here until it takes it from the vocabulary.
+from autotune.vocabulary.export import Exporter as Exporter
 
 #: Seconds between looks at the export: a stat and a 12-byte header read, cheap enough to do often.
 POLL_S = 0.05
-
-
-class Exporter(Protocol):
-    """Starts one export of the master to `path`; the waiter then decides when the file is complete."""
-
-    name: str
-
-    def trigger(self, path: Path, display_path: str) -> None: ...
-
-    def problem(self) -> str | None:
-        """Polled while waiting: a reason to give up at once (a failed export program, Enter with no file)."""
-        ...
-
-    def close(self) -> None:
-        """After each wait, done or failed: stop whatever the export left running."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -152,9 +141,6 @@ def wait_for_export(
     if problem is None or stable < stable_checks:
         raise ExportFailed(f"{path} was still being written after {timeout_s:g} s ({last.size} bytes)")
     raise ExportFailed(f"{path} is not a complete WAV file: {problem}")
-
-
-RULE = "─" * 66
 
 
 class ManualExporter:

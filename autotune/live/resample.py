@@ -41,7 +41,6 @@ from typing import Any, Literal
 from autotune.config import CaptureSpan
 from autotune.live.client import OscClient
 from autotune.live.errors import ExportFailed, LiveError, LiveErrorReply, LiveTimeout
-from autotune.live.export import RULE
 from autotune.live.route import (
     MONITOR_AUTO,
     MONITOR_IN,
@@ -61,6 +60,7 @@ from autotune.live.takes import (
     discard_take,
     write_span,
 )
+from autotune.vocabulary.export import RULE
 
 __all__ = [
     "CAPTURE_TRACK",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from autotune.live.client import OscClient
-from autotune.live.errors import ExportFailed, LiveError
-from autotune.live.export import RULE
+from autotune.errors import ExportFailed, LiveError
 from autotune.sim.server import EXPORT_ADDRESS
+from autotune.vocabulary.export import RULE
+from autotune.vocabulary.osc import OscConnection, build_message
 
 
 class SimExporter:
@@ -16,7 +17,7 @@ class SimExporter:
 
     name = "sim"
 
-    def __init__(self, osc: OscClient, log: Callable[[str], None] = print) -> None:
+    def __init__(self, osc: OscConnection, log: Callable[[str], None] = print) -> None:
         self.osc = osc
         self.log = log
 
@@ -37,3 +38,11 @@ class SimExporter:
 
     def close(self) -> None:
         pass
+
+
+def request_export(host: str, port: int, path: Path) -> None:
+    """Ask the virtual Live at host:port to export to `path` and do not wait for its answer, as a click on
+    Export would: this is what `autotune sim export` runs as another autotune's export command, and that
+    autotune holds the reply port, so nothing here may listen on it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(build_message(EXPORT_ADDRESS, [str(path)]), (host, port))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket, ParseError
@@ -63,3 +64,17 @@ def reply_matches(query_args: Sequence[OscArg], reply_args: Sequence[OscArg]) ->
     if len(reply_args) < len(query_args):
         return False
     return all(_same(q, r) for q, r in zip(query_args, reply_args, strict=False))
+
+
+class OscConnection(Protocol):
+    """What a caller needs of a connection to an AbletonOSC peer: fire a setter, or query and get the
+    reply's arguments. `autotune.live.client.OscClient` is one; the virtual Live's exporter asks for this
+    rather than the client, so the sim need not import live to drive its own server."""
+
+    timeout: float
+
+    def send(self, address: str, *args: OscArg) -> None: ...
+
+    def query(
+        self, address: str, *args: OscArg, timeout: float | None = None, retries: int | None = None
+    ) -> tuple[OscArg, ...]: ...
