@@ -29,6 +29,7 @@ from autotune.loop import StudyResult
 from autotune.platforms import describe_playback, playback_gains, playback_lines
 from autotune.samplers import SamplerName
 from autotune.settings import Settings, load_settings
+from autotune.trials import stored
 
 Log = Callable[[str], None]
 Ending = Literal["passed", "dry-mix-passed", "out-of-reach", "no-pass", "budget-used"]
@@ -201,11 +202,9 @@ def doctor(
 
 def _summary_of(t: FrozenTrial) -> TrialSummary:
     u = t.user_attrs
-    receipt = u.get("receipt") or {}
-    params = receipt.get("params") or {}
-    parts = [
-        f"{a}.{k}={v:g}" for a, vals in params.items() if isinstance(vals, dict) for k, v in vals.items()
-    ]
+    receipt = stored(t)
+    params = receipt.device_params if receipt is not None else {}
+    parts = [f"{a}.{k}={v:g}" for a, vals in params.items() for k, v in vals.items()]
     tp = u.get("true_peak_dbtp")
     return TrialSummary(
         t.number,

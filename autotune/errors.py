@@ -9,7 +9,7 @@ their exit codes come from this one place.
 
 from __future__ import annotations
 
-from typing import Any
+from autotune.receipts import Receipt
 
 EXIT_OK = 0
 EXIT_READ = 20
@@ -66,6 +66,6 @@ class AnalysisError(AutotuneError):
 class TrialFailed(AutotuneError):
     """The export or its measurement failed; the receipt says why and the study goes on."""
 
-    def __init__(self, receipt: dict[str, Any]) -> None:
-        super().__init__(receipt.get("error", "trial failed"))
+    def __init__(self, receipt: Receipt) -> None:
+        super().__init__(receipt.error or "trial failed")
         self.receipt = receipt

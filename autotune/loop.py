@@ -47,7 +47,7 @@ from autotune.trials import (
     stop_on_pass,
 )
 from objectives import Dim, flatten, suggest
-from objectives.limits import Limits, measurement, results_pass
+from objectives.limits import Limits, measurement
 
 
 @dataclass
@@ -159,14 +159,16 @@ def objective(
         except TrialFailed as e:
             record(trial, e.receipt)
             raise
+        results = receipt.measured()
         if session is not None:
+            # What the model search concludes from the export comes back to be added to its receipt here.
             from_cache = session.model.from_cache
             if from_cache:
-                check_cached_reference(session, trial, proposal, receipt, log)
-            diagnose_export(session, trial, proposal, receipt, from_cache, log)
-            remember(session, settings, study, trial, receipt)
-            if not results_pass(receipt["results"]):
-                judge_reach(session, study, trial, receipt, log)
+                check_cached_reference(session, trial, proposal, results, log)
+            diagnosis = diagnose_export(session, trial, proposal, results, from_cache, log)
+            remember(session, settings, study, trial, results)
+            reach = None if receipt.passed else judge_reach(session, study, trial, receipt, log)
+            receipt = receipt.annotated(diagnosis=diagnosis, feasibility=reach)
         record(trial, receipt)
         try:
             upload_artifact(
@@ -177,7 +179,7 @@ def objective(
             )
         except OSError as e:
             log(f"  (export not attached to the dashboard: {e})")
-        m = measurement(receipt["results"])
+        m = measurement(results.to_json())
         assert m is not None  # an "ok" receipt always holds a measurement
         limits = config.limits()
         trial.set_constraint("peak_over_limit_db", limits.peak_over_db(m[1], m[2]))

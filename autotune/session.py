@@ -22,6 +22,7 @@ from autotune.diagnosis import diagnose
 from autotune.dsp.model import DryFeatures
 from autotune.errors import TrialFailed
 from autotune.live.errors import LiveReadError
+from autotune.receipts import Receipt, Results
 from autotune.rig import devices_off_marker, set_fingerprint
 from autotune.settings import Settings
 from autotune.trial import (
@@ -34,7 +35,7 @@ from autotune.trials import (
     export_name,
 )
 from objectives import Dim
-from objectives.limits import Limits, results_pass
+from objectives.limits import Limits
 
 
 @dataclass
@@ -133,7 +134,7 @@ def check_cached_reference(
     session: ModelSession,
     trial: optuna.Trial,
     proposal: modelsearch.Proposal | None,
-    receipt: dict[str, Any],
+    results: Results,
     log: Log,
 ) -> None:
     """After the first export on a cached reference: does the model still describe this song? Calibrated
@@ -143,7 +144,7 @@ def check_cached_reference(
     here = {k: float(v) for k, v in trial.params.items() if k in session.space}
     search = session.model.search
     expected = proposal.lufs if proposal is not None and search.prior else search.predict(here).lufs
-    off = receipt["results"]["lufs_i"] - expected
+    off = results.lufs_i - expected
     if abs(off) > STALE_REFERENCE_LU:
         log(f"  ⚠ The cached dry reference does not fit this song (the model is off by {off:+.2f} LU)")
         session.model.stale = True
@@ -198,17 +199,17 @@ def reference(
             rig, export_file, study=study.study_name, marker=devices_off_marker(settings)
         )
     except TrialFailed as e:
-        receipts.append(settings.receipts_path(), e.receipt)
+        receipts.write(settings.receipts_path(), e.receipt)
         raise LiveReadError(f"the dry reference export failed: {e}") from None
     session.reference_exports += 1
-    receipts.append(settings.receipts_path(), receipt)
-    if results_pass(receipt["results"]):
+    receipts.write(settings.receipts_path(), receipt)
+    if receipt.passed:
         study.set_user_attr(
             "dry_pass",
             {
                 "judged_for": judged_for(rig.config.limits(), session.space),
-                "export_file": receipt["export_file"],
-                "results": receipt["results"],
+                "export_file": receipt.export_file,
+                "results": receipt.measured().to_json(),
             },
         )
     feats = modelsearch.features_of_file(rig.project_root / export_file)
@@ -247,7 +248,7 @@ def remember(
     settings: Settings,
     study: optuna.Study,
     trial: optuna.Trial,
-    receipt: dict[str, Any],
+    results: Results,
 ) -> None:
     """Keeps this export with the dry reference it was predicted from, for later studies of the set."""
     assert session.sampler is not None
@@ -255,9 +256,8 @@ def remember(
     here = {k: float(v) for k, v in trial.params.items() if k in session.space}
     if not isinstance(sha, str) or session.model.stale or len(here) != len(session.space):
         return
-    res = receipt["results"]
     chain = session.model.search.chain_for(here)
-    prior = modelsearch.Prior(chain, float(res["lufs_i"]), float(res["peak_dbfs"]), study.study_name)
+    prior = modelsearch.Prior(chain, float(results.lufs_i), float(results.peak_dbfs), study.study_name)
     with contextlib.suppress(
         OSError
     ):  # a cache that cannot be written costs later studies an export, no more
@@ -268,21 +268,21 @@ def diagnose_export(
     session: ModelSession,
     trial: optuna.Trial,
     proposal: modelsearch.Proposal | None,
-    receipt: dict[str, Any],
+    results: Results,
     from_cache: bool,
     log: Log,
-) -> None:
-    """Says what this export tells about the rig (gain after the chain, a first prediction far off)."""
+) -> list[str]:
+    """Says what this export tells about the rig (gain after the chain, a first prediction far off): the
+    sentences for the console, returned for the receipt's diagnosis."""
     assert session.sampler is not None
     search = session.model.search
     here = {k: float(v) for k, v in trial.params.items() if k in session.space}
-    res = receipt["results"]
     lines = diagnose(
-        peak_dbfs=float(res["peak_dbfs"]),
+        peak_dbfs=float(results.peak_dbfs),
         ceiling_db=search.chain_for(here).limiter.ceiling_db
         if "limiter" in search.device_roles.values()
         else None,
-        measured_lufs=float(res["lufs_i"]),
+        measured_lufs=float(results.lufs_i),
         predicted_lufs=None if proposal is None else proposal.lufs,
         first=proposal is not None and not session.first_checked,
         findings=session.findings,
@@ -292,33 +292,33 @@ def diagnose_export(
         session.first_checked = True
     for line in lines:
         log(f"  ⚠ {line[0].upper()}{line[1:]}")
-    if lines:
-        receipt["diagnosis"] = lines
+    return lines
 
 
 def judge_reach(
     session: ModelSession,
     study: optuna.Study,
     trial: optuna.Trial,
-    receipt: dict[str, Any],
+    receipt: Receipt,
     log: Log,
-) -> None:
+) -> dict[str, Any] | None:
     """After a miss: the target is out of reach only when the drive line's end in the direction of the
     shortfall (every gain at the top and the ceiling as high as the peak limit allows, or everything at the
     bottom) has been exported and still misses by more than the tolerance. A model can be wrong; a
-    measurement at the physical extreme cannot be argued with."""
+    measurement at the physical extreme cannot be argued with. Returns the verdict (the receipt's
+    feasibility) when it is out of reach, and stops the study."""
     assert session.sampler is not None
     search = session.model.search
     if search.refine:
-        return  # asked to search on whatever the model thinks
-    res = receipt["results"]
+        return None  # asked to search on whatever the model thinks
+    res = receipt.measured().to_json()
     obs = modelsearch.observations(study, session.space)
     here = {k: float(trial.params[k]) for k in session.space if k in trial.params}
     if len(here) == len(session.space) and (this := modelsearch.Observation.of(here, res)) is not None:
         obs.append(this)
     after = search.propose(obs)
     if after.verdict is None:
-        return
+        return None
     target = search.target_lufs
     limits = session.limits
     # The measured end of the line (this export, or an earlier one at the same setting).
@@ -340,13 +340,13 @@ def judge_reach(
         "closest_peak_dbfs": end.peak_db,
         "params": end.params,
         "trial": trial.number,
-        "export_file": receipt["export_file"],
+        "export_file": receipt.export_file,
     }
-    receipt["feasibility"] = verdict
     study.set_user_attr("out_of_reach", verdict)
     session.out_of_reach = verdict
     log(f"  ✗ Out of reach: {message}")
     study.stop()
+    return verdict
 
 
 def _tp(o: modelsearch.Observation) -> str:

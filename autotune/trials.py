@@ -8,19 +8,19 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune import receipts
 from autotune.config import Run, SweepConfig
+from autotune.receipts import Receipt
 from autotune.settings import Settings
 from autotune.trial import (
     MEASURED_KEYS,
 )
 from objectives import flatten
-from objectives.limits import measurement, results_pass
+from objectives.limits import measurement
 
 Log = Callable[[str], None]
 
@@ -37,18 +37,24 @@ def started(trial: optuna.Trial | FrozenTrial) -> str:
     return trial.datetime_start.isoformat() if trial.datetime_start else ""
 
 
+def stored(t: FrozenTrial) -> Receipt | None:
+    """The receipt `record` stored with a trial, as whichever version stored it (None: it has none)."""
+    r = t.user_attrs.get("receipt")
+    return Receipt.from_json(r) if isinstance(r, dict) else None
+
+
 def reconcile(study: optuna.Study, path: Path, log: Log) -> None:
     """Log the receipts of finished trials that never reached the JSONL (a crash between tell and log)."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
-        r = t.user_attrs.get("receipt")
-        if isinstance(r, dict) and receipts.append(path, r):
+        r = stored(t)
+        if r is not None and receipts.write(path, r):
             log(f"  (receipt of trial #{t.number} recovered into {path})")
 
 
 def mirror(path: Path, log: Log) -> Callable[[optuna.Study, FrozenTrial], None]:
     def callback(study: optuna.Study, trial: FrozenTrial) -> None:
-        r = trial.user_attrs.get("receipt")
-        if isinstance(r, dict) and receipts.append(path, r):
+        r = stored(trial)
+        if r is not None and receipts.write(path, r):
             log(f"  ✓ Logged to {path}")
 
     return callback
@@ -59,28 +65,29 @@ def stop_on_pass(study: optuna.Study, trial: FrozenTrial) -> None:
         study.stop()
 
 
-def record(trial: optuna.Trial, receipt: dict[str, Any]) -> None:
-    """User attributes the dashboard shows (optuna-dashboard 0.21 does not show Optuna 5 constraints)."""
-    results = receipt.get("results") or {}
+def record(trial: optuna.Trial, receipt: Receipt) -> None:
+    """User attributes the dashboard shows (optuna-dashboard 0.21 does not show Optuna 5 constraints),
+    and the finished receipt itself, which the mirror logs once the trial is told."""
+    results = receipt.results.to_json() if receipt.results is not None else {}
     for k in (*MEASURED_KEYS, "pass_lufs", "pass_peak", "pass_true_peak"):
         if k in results:
             trial.set_user_attr(k, results[k])
-    trial.set_user_attr("export_file", receipt["export_file"])
-    trial.set_user_attr("sha256", receipt.get("sha256"))
-    trial.set_user_attr("status", receipt.get("status"))
-    if "error" in receipt:
-        trial.set_user_attr("error", receipt["error"])
-    trial.set_user_attr("passed", results_pass(results))
-    trial.set_user_attr("receipt", receipt)
+    trial.set_user_attr("export_file", receipt.export_file)
+    trial.set_user_attr("sha256", receipt.sha256)
+    trial.set_user_attr("status", receipt.status)
+    if receipt.error is not None:
+        trial.set_user_attr("error", receipt.error)
+    trial.set_user_attr("passed", receipt.passed)
+    trial.set_user_attr("receipt", receipt.to_json())
 
 
 def measured(t: FrozenTrial) -> bool:
     """The trial exported and measured: COMPLETE, or failed by an interrupt that landed after its receipt
     was made (its receipt is logged by `reconcile`, so running it again would log the run twice)."""
-    r = t.user_attrs.get("receipt")
-    return t.state == TrialState.COMPLETE or (
-        t.state == TrialState.FAIL and isinstance(r, dict) and r.get("status") == "ok"
-    )
+    if t.state == TrialState.COMPLETE:
+        return True
+    r = stored(t) if t.state == TrialState.FAIL else None
+    return r is not None and r.status == "ok"
 
 
 def enqueue_runs(study: optuna.Study, runs: list[Run], log: Log) -> None:
