@@ -17,7 +17,8 @@ from autotune.receipts import KEYS, RESULT_KEYS, Receipt, Results
 
 STORAGE = "sqlite:///studies/autotune.db"
 
-#: The documented order of a receipt's keys, and of its results' (README "Receipts"; readers rely on it).
+#: The order of a receipt's keys, and of its results', as every version has written them (readers and
+#: diffs of the JSONL rely on it): stated here once more so that a change to the record's fields shows.
 DOCUMENTED = [
     "ts",
     "id",
