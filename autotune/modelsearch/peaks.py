@@ -41,6 +41,22 @@ def after_chain(search: ModelSearch, obs: Sequence[Observation]) -> list[float]:
     ]
 
 
+def proven_after_chain(search: ModelSearch, obs: Sequence[Observation]) -> float:
+    """The gain after the chain that exports measured rather than assumed: the most any export's peak sat
+    above its Limiter's ceiling, counted from PRIOR_AFTER_CHAIN_DB (smaller is the Limiter's own
+    overshoot), without the extra a clipped export is given. It is a lower bound: an export whose
+    Limiter was idle passes its peak through and shows only part of it."""
+    measured = [(search.chain_for(o.params), o.peak_db) for o in obs]
+    measured += [(pr.chain, pr.peak_db) for pr in search.prior]
+    above = [
+        min(peak, CLIPPED_DBFS) - chain.limiter.ceiling_db
+        for chain, peak in measured
+        if chain.limiter.on and math.isfinite(peak)
+    ]
+    gain = max(above, default=0.0)
+    return gain if gain > PRIOR_AFTER_CHAIN_DB else 0.0
+
+
 def corrected_peak(search: ModelSearch, flat: Mapping[str, float], obs: Sequence[Observation]) -> float:
     """The model's peak, raised by what exports showed it under-predicts (capped at the ceiling, which
     the Limiter holds), plus any gain after the chain: a proposal's peak errs on the safe side."""

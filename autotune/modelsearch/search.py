@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -60,6 +60,7 @@ class ModelSearch:
     _model: ChainModel = field(init=False)
     _memo: dict[tuple[tuple[str, float], ...], Prediction] = field(init=False, default_factory=dict)
     _proposed: dict[Any, Proposal] = field(init=False, default_factory=dict)
+    _after: dict[float, ChainModel] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self._model = ChainModel(self.features)
@@ -82,6 +83,20 @@ class ModelSearch:
             20.0 * math.log10(p.peak) if p.peak > 0 else -math.inf,
             p.glue_gr_db + p.limiter_gr_db,
         )
+
+    def loudness(self, chain: ChainParams, after: float) -> float:
+        """The model's loudness of `chain` when `after` dB of gain follows the chain (a master fader OSC
+        cannot see): the dry reference was exported through that gain too, so the chain's own input is
+        that much quieter than the reference says, and its output that much louder. A Limiter's work
+        depends on its input level, so this is not the bare model plus an offset."""
+        if after == 0.0:
+            return self.predict_chain(chain).lufs
+        model = self._after.get(after)
+        if model is None:
+            f, scale = self.features, 10.0 ** (-after / 20.0)
+            model = ChainModel(DryFeatures(f.sample_rate, f.block, f.peak * scale, f.energy * scale * scale))
+            self._after = {after: model}  # one gain at a time: it changes only when an export proves more
+        return gated_lufs(model.predict(replace(chain, fader_db=chain.fader_db + after)).energy, self.features)
 
     def chain_for(self, flat: Mapping[str, float]) -> ChainParams:
         """The model's chain for flat Optuna params over the state Live holds."""
@@ -178,18 +193,22 @@ class ModelSearch:
         return Proposal(flat, p, p.lufs + dl, p.peak_db, False, len(obs), "end")
 
     def _step(self, line: DriveLine, obs: Sequence[Observation]) -> Proposal:
-        points = [Point(line.position_of(o.params), self.predict(o.params).lufs, o.lufs) for o in obs]
-        points += [Point(None, self.predict_chain(pr.chain).lufs, pr.lufs) for pr in self.prior]
+        after = round(peaks.proven_after_chain(self, obs), 2)
+        points = [
+            Point(line.position_of(o.params), self.loudness(self.chain_for(o.params), after), o.lufs)
+            for o in obs
+        ]
+        points += [Point(None, self.loudness(pr.chain, after), pr.lufs) for pr in self.prior]
         on_line = [q for q in points if q.position is not None]
         step = next_position(
             on_line if len(on_line) >= 2 else points,
             self.target_lufs,
-            lambda pos: self.predict(line.at(pos)).lufs,
+            lambda pos: self.loudness(self.chain_for(line.at(pos)), after),
             self.tolerance,
         )
         flat = line.at(step.position)
         p = self.predict(flat)
-        lufs = step.expected(p.lufs)
+        lufs = step.expected(self.loudness(self.chain_for(flat), after))
         peak = peaks.corrected_peak(self, flat, obs)
         reachable = (
             abs(lufs - self.target_lufs) <= self.tolerance
