@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from autotune.dsp.chain import ChainParams
@@ -55,6 +56,25 @@ def proven_after_chain(search: ModelSearch, obs: Sequence[Observation]) -> float
     ]
     gain = max(above, default=0.0)
     return gain if gain > PRIOR_AFTER_CHAIN_DB else 0.0
+
+
+def input_offset(search: ModelSearch, obs: Sequence[Observation]) -> float:
+    """How far the chain's input sits from the dry reference, as an export whose Limiter was idle shows
+    it: a peak under the ceiling is the Limiter's input peak passed through, so the model's peak of the
+    same chain with the Limiter held open says how much hotter or quieter the devices see the song (a
+    gain after the chain cancels out: the dry reference went through it too). The latest such export
+    counts (this study's before an earlier study's); 0 without one, or within PRIOR_AFTER_CHAIN_DB (what the model cannot resolve)."""
+    measured = [(search.chain_for(o.params), o.peak_db) for o in reversed(obs)]
+    measured += [(pr.chain, pr.peak_db) for pr in search.prior]
+    for chain, peak in measured:
+        if not chain.limiter.on or not math.isfinite(peak):
+            continue
+        if peak > chain.limiter.ceiling_db - PRIOR_AFTER_CHAIN_DB or peak >= CLIPPED_DBFS:
+            continue
+        open_ = replace(chain, limiter=replace(chain.limiter, ceiling_db=math.inf))
+        offset = peak - search.predict_chain(open_).peak_db
+        return offset if abs(offset) > PRIOR_AFTER_CHAIN_DB else 0.0
+    return 0.0
 
 
 def corrected_peak(search: ModelSearch, flat: Mapping[str, float], obs: Sequence[Observation]) -> float:

@@ -60,7 +60,7 @@ class ModelSearch:
     _model: ChainModel = field(init=False)
     _memo: dict[tuple[tuple[str, float], ...], Prediction] = field(init=False, default_factory=dict)
     _proposed: dict[Any, Proposal] = field(init=False, default_factory=dict)
-    _after: dict[float, ChainModel] = field(init=False, default_factory=dict)
+    _rebased: dict[float, ChainModel] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self._model = ChainModel(self.features)
@@ -84,19 +84,23 @@ class ModelSearch:
             p.glue_gr_db + p.limiter_gr_db,
         )
 
-    def loudness(self, chain: ChainParams, after: float) -> float:
-        """The model's loudness of `chain` when `after` dB of gain follows the chain (a master fader OSC
-        cannot see): the dry reference was exported through that gain too, so the chain's own input is
-        that much quieter than the reference says, and its output that much louder. A Limiter's work
-        depends on its input level, so this is not the bare model plus an offset."""
-        if after == 0.0:
+    def loudness(self, chain: ChainParams, input_db: float = 0.0, after_db: float = 0.0) -> float:
+        """The model's loudness of `chain` when the chain's input is `input_db` away from the dry reference
+        and `after_db` of gain follows the chain (a master fader OSC cannot see; the dry reference was
+        exported through it too, so the chain's own input is that much quieter than the reference says,
+        and its output that much louder). A Limiter's work depends on its input level, so neither is the
+        bare model plus an offset."""
+        shift = round(input_db - after_db, 2)
+        if shift == 0.0 and after_db == 0.0:
             return self.predict_chain(chain).lufs
-        model = self._after.get(after)
+        model = self._rebased.get(shift)
         if model is None:
-            f, scale = self.features, 10.0 ** (-after / 20.0)
+            f, scale = self.features, 10.0 ** (shift / 20.0)
             model = ChainModel(DryFeatures(f.sample_rate, f.block, f.peak * scale, f.energy * scale * scale))
-            self._after = {after: model}  # one gain at a time: it changes only when an export proves more
-        return gated_lufs(model.predict(replace(chain, fader_db=chain.fader_db + after)).energy, self.features)
+            self._rebased = {shift: model}  # one at a time: it changes only when an export shows more
+        return gated_lufs(
+            model.predict(replace(chain, fader_db=chain.fader_db + after_db)).energy, self.features
+        )
 
     def chain_for(self, flat: Mapping[str, float]) -> ChainParams:
         """The model's chain for flat Optuna params over the state Live holds."""
@@ -194,21 +198,22 @@ class ModelSearch:
 
     def _step(self, line: DriveLine, obs: Sequence[Observation]) -> Proposal:
         after = round(peaks.proven_after_chain(self, obs), 2)
+        into = round(peaks.input_offset(self, obs), 2)
         points = [
-            Point(line.position_of(o.params), self.loudness(self.chain_for(o.params), after), o.lufs)
+            Point(line.position_of(o.params), self.loudness(self.chain_for(o.params), into, after), o.lufs)
             for o in obs
         ]
-        points += [Point(None, self.loudness(pr.chain, after), pr.lufs) for pr in self.prior]
+        points += [Point(None, self.loudness(pr.chain, into, after), pr.lufs) for pr in self.prior]
         on_line = [q for q in points if q.position is not None]
         step = next_position(
             on_line if len(on_line) >= 2 else points,
             self.target_lufs,
-            lambda pos: self.loudness(self.chain_for(line.at(pos)), after),
+            lambda pos: self.loudness(self.chain_for(line.at(pos)), into, after),
             self.tolerance,
         )
         flat = line.at(step.position)
         p = self.predict(flat)
-        lufs = step.expected(self.loudness(self.chain_for(flat), after))
+        lufs = step.expected(self.loudness(self.chain_for(flat), into, after))
         peak = peaks.corrected_peak(self, flat, obs)
         reachable = (
             abs(lufs - self.target_lufs) <= self.tolerance
