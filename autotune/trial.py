@@ -13,9 +13,10 @@ from autotune.audio import Measurement, analyze_file
 from autotune.config import SweepConfig
 from autotune.errors import AnalysisError, ExportFailed, TrialFailed
 from autotune.live.devices import Applied, MasterChain
-from autotune.live.export import Exporter, stamp, wait_for_export
+from autotune.live.export import stamp, wait_for_export
 from autotune.platforms import playback_gains
 from autotune.receipts import AppliedParam, Kind, Params, Receipt, Results, Status, Verdict, utc_now
+from autotune.vocabulary.export import Exporter
 
 #: What a receipt's results hold of the measurement (the dashboard shows them as user attributes).
 MEASURED_KEYS = (

@@ -20,9 +20,6 @@ from typing import IO
 from autotune.live.errors import ExportFailed
 from autotune.vocabulary.export import RULE
 
-# Re-exported for autotune/trial.py, which imports it from here until it takes it from the vocabulary.
-from autotune.vocabulary.export import Exporter as Exporter
-
 #: Seconds between looks at the export: a stat and a 12-byte header read, cheap enough to do often.
 POLL_S = 0.05
 

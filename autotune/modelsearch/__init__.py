@@ -11,7 +11,7 @@ The package's modules, in the order they import each other: keys, reference, pro
 search, sampler. This module re-exports what the rest of autotune uses.
 """
 
-from autotune.modelsearch.keys import Role, chain_params, check_keys, roles
+from autotune.modelsearch.keys import chain_params, check_keys, roles
 from autotune.modelsearch.offline import sobol_design
 from autotune.modelsearch.proposal import Observation, Prediction, Proposal
 from autotune.modelsearch.reference import (
@@ -24,6 +24,7 @@ from autotune.modelsearch.reference import (
 )
 from autotune.modelsearch.sampler import ModelSampler, describe_params, observations, same_setting
 from autotune.modelsearch.search import ModelSearch
+from autotune.vocabulary.roles import Role
 
 __all__ = [
     "ModelSampler",

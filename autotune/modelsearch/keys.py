@@ -10,8 +10,7 @@ from typing import Any
 from autotune.dsp.chain import ChainParams
 from autotune.errors import ConfigError
 from autotune.vocabulary.keys import split_key
-from autotune.vocabulary.roles import Role as Role
-from autotune.vocabulary.roles import device_role
+from autotune.vocabulary.roles import Role, device_role
 
 
 def roles(device_names: Mapping[str, str]) -> dict[str, Role]:

@@ -23,7 +23,7 @@ from autotune.drive import DriveLine, Point, build_line, invert, next_position
 from autotune.dsp.chain import ChainParams
 from autotune.dsp.model import ChainModel, DryFeatures
 from autotune.modelsearch import offline, peaks
-from autotune.modelsearch.keys import Role, chain_params, field_of
+from autotune.modelsearch.keys import chain_params, field_of
 from autotune.modelsearch.proposal import (
     DEAD_ZONE_LU,
     FIRST_DESIGN,
@@ -35,6 +35,7 @@ from autotune.modelsearch.proposal import (
     Proposal,
 )
 from autotune.modelsearch.reference import Prior, gated_lufs
+from autotune.vocabulary.roles import Role
 from objectives import Choice, Dim, Range
 
 
