@@ -36,9 +36,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from autotune.config import CaptureSpan
 from autotune.live.client import OscClient
 from autotune.live.errors import ExportFailed, LiveError, LiveErrorReply, LiveTimeout
 from autotune.live.route import (
@@ -96,6 +95,17 @@ START_TIMEOUT_S = 3.0
 LATE_START_S = 0.02
 
 
+class BeatSpan(Protocol):
+    """A span of the arrangement in beats, as the config gives one (`config.CaptureSpan`): the capture
+    takes it by shape, so the backend does not depend on the config that names it."""
+
+    @property
+    def start_beats(self) -> float: ...
+
+    @property
+    def length_beats(self) -> float: ...
+
+
 class ResampleSession(CaptureRoute):
     """The capture route in one Live Set: set up once (`prepare`), one `capture` per export, `restore`."""
 
@@ -103,7 +113,7 @@ class ResampleSession(CaptureRoute):
         self,
         osc: OscClient,
         *,
-        capture: Literal["loop", "song"] | CaptureSpan,
+        capture: Literal["loop", "song"] | BeatSpan,
         keep_takes: bool,
         timeout_s: float,
         marker_dir: Path,
@@ -132,7 +142,7 @@ class ResampleSession(CaptureRoute):
             self.song_beats = self._number("/live/song/get/song_length")
         except LiveError:
             self.song_beats = None
-        if isinstance(cap, CaptureSpan):
+        if not isinstance(cap, str):
             span = Span(cap.start_beats, cap.length_beats, "the config's capture span")
         elif cap == "loop":
             span = Span(
