@@ -645,6 +645,25 @@ def test_a_dry_mix_that_already_meets_the_target_stops_after_the_reference(
 
 
 @pytest.mark.slow
+def test_a_later_study_whose_cached_dry_mix_meets_the_target_exports_only_the_dry_mix(
+    model_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An earlier study cached the set's dry reference; a new study with a target the dry mix already
+    meets (-18 LUFS for the demo's -18.3) exports the mix once with the chain off and stops there, rather
+    than searching the chain for what no processing gives."""
+    first = write_config(model_project, "streaming.json", "first.json")
+    assert main(["optimize", first, "--sampler", "model", "--trials", "8"]) == 0
+    n = len(receipts(model_project))
+    config = write_config(model_project, "streaming.json", "dry.json", target_lufs=-18.0)
+    assert main(["optimize", config, "--sampler", "model", "--trials", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "cached dry reference already meets the target" in out and "TARGET HIT by the dry mix" in out
+    rows = receipts(model_project)[n:]
+    assert [r["id"] for r in rows] == [REFERENCE_ID]
+    assert rows[0]["results"]["pass_lufs"] and rows[0]["results"]["pass_peak"]
+
+
+@pytest.mark.slow
 def test_gain_after_the_chain_is_learnt_said_and_shown_by_doctor(
     model_project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
