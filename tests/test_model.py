@@ -91,6 +91,20 @@ def write_config(project: Path, source: str, name: str, **changes: Any) -> str:
     return f"configs/{name}"
 
 
+def on_a_bus(project: Path, monkeypatch: pytest.MonkeyPatch, name: str, **sim: str) -> str:
+    """A config for the chain on a bus track, "Mix Bus", of a stock AbletonOSC build (no master
+    addressing), with the virtual Live's `sim` settings (AUTOTUNE_SIM_* variables) on top."""
+    monkeypatch.setenv("AUTOTUNE_SIM_ADDRESSING", "stock")
+    monkeypatch.setenv("AUTOTUNE_SIM_CHAIN_ON", "bus")
+    for key, value in sim.items():
+        monkeypatch.setenv(key, value)
+    config = write_config(project, "streaming.json", name, track="Mix Bus")
+    doc = json.loads((project / config).read_text())
+    doc.pop("master_track_id", None)
+    (project / config).write_text(json.dumps(doc))
+    return config
+
+
 # -- 1. the model agrees with the real render ---------------------------------------------------------
 
 CASES: dict[str, tuple[ChainParams, bool]] = {
@@ -670,13 +684,7 @@ def test_gain_after_the_chain_is_learnt_said_and_shown_by_doctor(
     """A stock AbletonOSC set with the chain on a bus and +3 dB after it that OSC cannot see (a master
     fader): the first export peaks 3 dB above the ceiling; the search says so, lowers its ceiling by what
     it measured and still passes, and doctor shows it afterwards."""
-    monkeypatch.setenv("AUTOTUNE_SIM_ADDRESSING", "stock")
-    monkeypatch.setenv("AUTOTUNE_SIM_CHAIN_ON", "bus")
-    monkeypatch.setenv("AUTOTUNE_SIM_POST_GAIN_DB", "3")
-    config = write_config(model_project, "streaming.json", "bus.json", track="Mix Bus")
-    config_doc = json.loads((model_project / config).read_text())
-    config_doc.pop("master_track_id", None)
-    (model_project / config).write_text(json.dumps(config_doc))
+    config = on_a_bus(model_project, monkeypatch, "bus.json", AUTOTUNE_SIM_POST_GAIN_DB="3")
     assert main(["optimize", config, "--sampler", "model", "--trials", "8"]) == 0
     out = capsys.readouterr().out
     assert "3.0 dB above the Limiter's ceiling" in out and "master fader" in out
@@ -699,13 +707,7 @@ def test_devices_that_see_the_song_quieter_than_its_reference_are_read_from_the_
     show): the model expects its first setting to limit, but the export peaks well under the ceiling, so
     the Limiter was idle and its peak is its input's. The search takes the input level from that peak
     rather than an offset on the loudness, and the next export passes (an offset alone took 5 exports)."""
-    monkeypatch.setenv("AUTOTUNE_SIM_ADDRESSING", "stock")
-    monkeypatch.setenv("AUTOTUNE_SIM_CHAIN_ON", "bus")
-    monkeypatch.setenv("AUTOTUNE_SIM_INPUT_OFFSET_DB", "-6")
-    config = write_config(model_project, "streaming.json", "quiet.json", track="Mix Bus")
-    config_doc = json.loads((model_project / config).read_text())
-    config_doc.pop("master_track_id", None)
-    (model_project / config).write_text(json.dumps(config_doc))
+    config = on_a_bus(model_project, monkeypatch, "quiet.json", AUTOTUNE_SIM_INPUT_OFFSET_DB="-6")
     assert main(["optimize", config, "--sampler", "model", "--trials", "8"]) == 0
     rows = receipts(model_project)
     first = rows[1]["results"]
