@@ -716,6 +716,21 @@ def test_devices_that_see_the_song_quieter_than_its_reference_are_read_from_the_
     assert rows[-1]["results"]["pass_lufs"] and rows[-1]["results"]["pass_peak"]
 
 
+@pytest.mark.slow
+def test_a_fader_pulled_down_after_the_chain_is_not_taken_for_a_quieter_input(
+    model_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-6 dB after the chain (a master fader pulled down, which stock AbletonOSC cannot read): the first
+    export peaks 6 dB under the ceiling though the Limiter limited. Read as an idle Limiter on a quieter
+    input, the next step would overshoot; the model's loudness of each reading decides, and the next
+    export passes (an offset alone, or the idle reading alone, took 4-5 exports)."""
+    config = on_a_bus(model_project, monkeypatch, "fader.json", AUTOTUNE_SIM_POST_GAIN_DB="-6")
+    assert main(["optimize", config, "--sampler", "model", "--trials", "8"]) == 0
+    rows = receipts(model_project)
+    assert len(rows) == 3, [r["results"]["lufs_i"] for r in rows]  # dry reference, first, pass
+    assert rows[-1]["results"]["pass_lufs"] and rows[-1]["results"]["pass_peak"]
+
+
 # -- 11. the benchmark's third-party suite in miniature -----------------------------------------------
 
 THIRD_PARTY_SPACE = {

@@ -52,29 +52,46 @@ def proven_after_chain(search: ModelSearch, obs: Sequence[Observation]) -> float
     above = [
         min(peak, CLIPPED_DBFS) - chain.limiter.ceiling_db
         for chain, peak in measured
-        if chain.limiter.on and math.isfinite(peak)
+        # Soft Clip's clipper may lift a peak over the ceiling by itself: no proof of gain after the chain.
+        if chain.limiter.on and chain.limiter.mode != "soft_clip" and math.isfinite(peak)
     ]
     gain = max(above, default=0.0)
     return gain if gain > PRIOR_AFTER_CHAIN_DB else 0.0
 
 
-def input_offset(search: ModelSearch, obs: Sequence[Observation]) -> float:
-    """How far the chain's input sits from the dry reference, as an export whose Limiter was idle shows
-    it: a peak under the ceiling is the Limiter's input peak passed through, so the model's peak of the
-    same chain with the Limiter held open says how much hotter or quieter the devices see the song (a
-    gain after the chain cancels out: the dry reference went through it too). The latest such export
-    counts (this study's before an earlier study's); 0 without one, or within PRIOR_AFTER_CHAIN_DB (what the model cannot resolve)."""
-    measured = [(search.chain_for(o.params), o.peak_db) for o in reversed(obs)]
-    measured += [(pr.chain, pr.peak_db) for pr in search.prior]
-    for chain, peak in measured:
-        if not chain.limiter.on or not math.isfinite(peak):
+def levels(search: ModelSearch, obs: Sequence[Observation]) -> tuple[float, float]:
+    """Where the chain's input and output sit against the dry reference, as the exports' peaks show it:
+    (input offset, gain after the chain), both in dB, for `ModelSearch.loudness`.
+
+    A peak above the Limiter's ceiling proves a gain after the chain (`proven_after_chain`). A peak under
+    it, from a Limiter in Standard mode, has two readings: the Limiter was idle, so the peak is its input
+    peak passed through and the model's peak of the same chain with the Limiter held open says how much
+    hotter or quieter the devices see the song (a gain after the chain cancels out: the dry reference
+    went through it too); or, when the model expects that chain to limit, the Limiter limited and a gain
+    under 0 dB follows it (a fader pulled down). The reading whose model loudness is nearer the export's
+    measured loudness wins. The latest such export counts (this study's before an earlier study's)."""
+    after = round(proven_after_chain(search, obs), 2)
+    measured = [(search.chain_for(o.params), o.peak_db, o.lufs) for o in reversed(obs)]
+    measured += [(pr.chain, pr.peak_db, pr.lufs) for pr in search.prior]
+    for chain, peak, lufs in measured:
+        # Only a Standard Limiter's idle output is its input: True Peak mode holds the true peak (the sample
+        # peak may sit under the ceiling while it limits), Soft Clip rounds peaks off below it.
+        if not chain.limiter.on or chain.limiter.mode != "standard" or not math.isfinite(peak):
             continue
-        if peak > chain.limiter.ceiling_db - PRIOR_AFTER_CHAIN_DB or peak >= CLIPPED_DBFS:
+        ceiling = chain.limiter.ceiling_db
+        if peak > ceiling - PRIOR_AFTER_CHAIN_DB or not math.isfinite(lufs):
             continue
-        open_ = replace(chain, limiter=replace(chain.limiter, ceiling_db=math.inf))
-        offset = peak - search.predict_chain(open_).peak_db
-        return offset if abs(offset) > PRIOR_AFTER_CHAIN_DB else 0.0
-    return 0.0
+        open_peak = search.predict_chain(
+            replace(chain, limiter=replace(chain.limiter, ceiling_db=math.inf))
+        ).peak_db
+        offset = round(peak - open_peak, 2)
+        if abs(offset) <= PRIOR_AFTER_CHAIN_DB:
+            return 0.0, after
+        readings = [(offset, after)]
+        if after == 0.0 and open_peak > ceiling + PRIOR_AFTER_CHAIN_DB:
+            readings.append((0.0, round(peak - ceiling, 2)))
+        return min(readings, key=lambda r: abs(search.loudness(chain, *r) - lufs))
+    return 0.0, after
 
 
 def corrected_peak(search: ModelSearch, flat: Mapping[str, float], obs: Sequence[Observation]) -> float:

@@ -198,8 +198,7 @@ class ModelSearch:
         return Proposal(flat, p, p.lufs + dl, p.peak_db, False, len(obs), "end")
 
     def _step(self, line: DriveLine, obs: Sequence[Observation]) -> Proposal:
-        after = round(peaks.proven_after_chain(self, obs), 2)
-        into = round(peaks.input_offset(self, obs), 2)
+        into, after = peaks.levels(self, obs)
         points = [
             Point(line.position_of(o.params), self.loudness(self.chain_for(o.params), into, after), o.lufs)
             for o in obs
