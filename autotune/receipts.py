@@ -317,10 +317,13 @@ def append(path: Path, receipt: dict[str, Any]) -> bool:
         os.close(fd)
 
 
-def write(path: Path, receipt: Receipt) -> bool:
+def write(path: Path, receipt: Receipt | Mapping[str, Any]) -> bool:
     """The one way a receipt reaches the JSONL (the live mirror, the recovery at start, the dry
-    reference): its `to_json()` as one line. True when written, False when the trial's is there already."""
-    return append(path, receipt.to_json())
+    reference): its `to_json()` as one line, or, for the receipt a trial stored, that dict as stored, so
+    a receipt of another version (a newer worker's on shared storage, an older one's key order) is logged
+    as that version wrote it rather than refused or reordered. True when written, False when the
+    trial's is there already."""
+    return append(path, receipt.to_json() if isinstance(receipt, Receipt) else dict(receipt))
 
 
 def read(path: Path) -> Iterator[dict[str, Any]]:

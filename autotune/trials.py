@@ -38,23 +38,30 @@ def started(trial: optuna.Trial | FrozenTrial) -> str:
 
 
 def stored(t: FrozenTrial) -> Receipt | None:
-    """The receipt `record` stored with a trial, as whichever version stored it (None: it has none)."""
+    """The receipt `record` stored with a trial, as whichever version stored it (None: it has none, or
+    one this version cannot read, such as a newer worker's with a status it does not know)."""
     r = t.user_attrs.get("receipt")
-    return Receipt.from_json(r) if isinstance(r, dict) else None
+    if not isinstance(r, dict):
+        return None
+    try:
+        return Receipt.from_json(r)
+    except ValueError:
+        return None
 
 
 def reconcile(study: optuna.Study, path: Path, log: Log) -> None:
-    """Log the receipts of finished trials that never reached the JSONL (a crash between tell and log)."""
+    """Log the receipts of finished trials that never reached the JSONL (a crash between tell and log),
+    each as its trial stored it."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
-        r = stored(t)
-        if r is not None and receipts.write(path, r):
+        r = t.user_attrs.get("receipt")
+        if isinstance(r, dict) and receipts.write(path, r):
             log(f"  (receipt of trial #{t.number} recovered into {path})")
 
 
 def mirror(path: Path, log: Log) -> Callable[[optuna.Study, FrozenTrial], None]:
     def callback(study: optuna.Study, trial: FrozenTrial) -> None:
-        r = stored(trial)
-        if r is not None and receipts.write(path, r):
+        r = trial.user_attrs.get("receipt")
+        if isinstance(r, dict) and receipts.write(path, r):
             log(f"  ✓ Logged to {path}")
 
     return callback

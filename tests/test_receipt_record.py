@@ -240,3 +240,34 @@ def test_a_study_stored_by_an_older_version_resumes(project: Path) -> None:
     assert in_order(rows[1], DOCUMENTED) and "trial_started" in rows[1]
     assert main(["optimize", "configs/spotify.json", "--study", "old", "--trials", "2", *tpe]) == 0
     assert len(lines(project)) == before + 2  # and a second resume logs neither again
+
+
+def test_a_receipt_this_version_cannot_read_is_logged_as_stored_and_nothing_crashes(project: Path) -> None:
+    """Shared storage may hold a newer worker's trial: a status this version does not know, a key in the
+    middle it never wrote. Resuming the study logs that receipt exactly as stored (no reordering, nothing
+    dropped) and goes on; the summary skips what it cannot read rather than stopping."""
+    tpe = ["--sampler", "tpe", "--seed", "1", "--backend", "sim"]
+    assert main(["optimize", "configs/spotify.json", "--study", "new", "--trials", "1", *tpe]) == 0
+    (t,) = optuna.load_study(study_name="new", storage=STORAGE).trials
+    mine = dict(t.user_attrs["receipt"])
+    newer: dict[str, Any] = {}
+    for k, v in mine.items():
+        newer[k] = "newer" if k == "study" else v
+        if k == "study":
+            newer["study_uid"] = "c0ffee"
+    newer["status"] = "interrupted"
+    study = optuna.create_study(study_name="newer", storage=STORAGE)
+    study.add_trial(
+        optuna.trial.create_trial(
+            params=t.params,
+            distributions=t.distributions,
+            value=t.value,
+            user_attrs={"status": "interrupted", "passed": False, "receipt": newer},
+            system_attrs=t.system_attrs,
+        )
+    )
+    before = len(lines(project))
+    assert main(["optimize", "configs/spotify.json", "--study", "newer", "--trials", "2", *tpe]) == 0
+    rows = lines(project)[before:]
+    assert json.dumps(rows[0]) == json.dumps(newer)
+    assert rows[1]["study"] == "newer" and rows[1]["status"] == "ok"
