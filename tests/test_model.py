@@ -675,6 +675,17 @@ def test_a_later_study_whose_cached_dry_mix_meets_the_target_exports_only_the_dr
     rows = receipts(model_project)[n:]
     assert [r["id"] for r in rows] == [REFERENCE_ID]
     assert rows[0]["results"]["pass_lufs"] and rows[0]["results"]["pass_peak"]
+    # The same study again with a target its own reference meets: one confirming export, then a rerun
+    # reports the pass without exporting again.
+    again = write_config(model_project, "streaming.json", "again.json", target_lufs=-18.2)
+    n = len(receipts(model_project))
+    for _ in range(2):
+        assert (
+            main(["optimize", again, "--study", "first-optimize", "--sampler", "model", "--trials", "8"]) == 0
+        )
+        out = capsys.readouterr().out
+        assert "Dry reference: this study's" in out and "TARGET HIT by the dry mix" in out
+    assert [r["id"] for r in receipts(model_project)[n:]] == [REFERENCE_ID]
 
 
 @pytest.mark.slow

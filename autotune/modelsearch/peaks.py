@@ -72,7 +72,7 @@ def levels(search: ModelSearch, obs: Sequence[Observation]) -> tuple[float, floa
     measured loudness wins. The latest such export counts (this study's before an earlier study's)."""
     after = round(proven_after_chain(search, obs), 2)
     measured = [(search.chain_for(o.params), o.peak_db, o.lufs) for o in reversed(obs)]
-    measured += [(pr.chain, pr.peak_db, pr.lufs) for pr in search.prior]
+    measured += [(pr.chain, pr.peak_db, pr.lufs) for pr in reversed(search.prior)]
     for chain, peak, lufs in measured:
         # Only a Standard Limiter's idle output is its input: True Peak mode holds the true peak (the sample
         # peak may sit under the ceiling while it limits), Soft Clip rounds peaks off below it.
@@ -81,17 +81,40 @@ def levels(search: ModelSearch, obs: Sequence[Observation]) -> tuple[float, floa
         ceiling = chain.limiter.ceiling_db
         if peak > ceiling - PRIOR_AFTER_CHAIN_DB or not math.isfinite(lufs):
             continue
-        open_peak = search.predict_chain(
-            replace(chain, limiter=replace(chain.limiter, ceiling_db=math.inf))
-        ).peak_db
-        offset = round(peak - open_peak, 2)
-        if abs(offset) <= PRIOR_AFTER_CHAIN_DB:
+        open_ = replace(chain, limiter=replace(chain.limiter, ceiling_db=math.inf))
+        open_peak = search.predict_chain(open_).peak_db
+        if abs(peak - open_peak) <= PRIOR_AFTER_CHAIN_DB:
             return 0.0, after
+        offset = round(float(_input_for_peak(search, open_, peak, after, peak - open_peak)), 2)
         readings = [(offset, after)]
         if after == 0.0 and open_peak > ceiling + PRIOR_AFTER_CHAIN_DB:
             readings.append((0.0, round(peak - ceiling, 2)))
         return min(readings, key=lambda r: abs(search.loudness(chain, *r) - lufs))
     return 0.0, after
+
+
+def _input_for_peak(
+    search: ModelSearch, open_: ChainParams, peak: float, after: float, guess: float
+) -> float:
+    """The input offset at which the model's peak of `open_` (its Limiter held open) is `peak`. A Glue that
+    compresses the peaks moves the output peak by less than the input moved, so the difference of peaks
+    (`guess`) understates the offset; the model's peak rises with its input, so a safeguarded secant
+    from that guess finds it in a few predictions."""
+    lo, hi = -48.0, 48.0
+    x0, f0 = 0.0, search.peak_db(open_, 0.0, after) - peak
+    x1 = min(hi, max(lo, guess))
+    for _ in range(8):
+        f1 = search.peak_db(open_, x1, after) - peak
+        if abs(f1) <= 0.05:
+            break
+        if f1 < 0:
+            lo = max(lo, x1)
+        else:
+            hi = min(hi, x1)
+        step = x1 - f1 * (x1 - x0) / (f1 - f0) if f1 != f0 else 0.5 * (lo + hi)
+        x0, f0 = x1, f1
+        x1 = step if lo < step < hi else 0.5 * (lo + hi)
+    return x1
 
 
 def corrected_peak(search: ModelSearch, flat: Mapping[str, float], obs: Sequence[Observation]) -> float:

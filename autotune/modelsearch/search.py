@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from autotune.drive import DriveLine, Point, build_line, invert, next_position
 from autotune.dsp.chain import ChainParams
-from autotune.dsp.model import ChainModel, DryFeatures
+from autotune.dsp.model import ChainModel, DryFeatures, Predicted
 from autotune.modelsearch import offline, peaks
 from autotune.modelsearch.keys import chain_params, field_of
 from autotune.modelsearch.proposal import (
@@ -91,17 +91,23 @@ class ModelSearch:
         exported through it too, so the chain's own input is that much quieter than the reference says,
         and its output that much louder). A Limiter's work depends on its input level, so neither is the
         bare model plus an offset."""
-        shift = round(input_db - after_db, 2)
-        if shift == 0.0 and after_db == 0.0:
+        if input_db == 0.0 and after_db == 0.0:
             return self.predict_chain(chain).lufs
-        model = self._rebased.get(shift)
+        return gated_lufs(self._rebased_predict(chain, input_db, after_db).energy, self.features)
+
+    def peak_db(self, chain: ChainParams, input_db: float = 0.0, after_db: float = 0.0) -> float:
+        """The model's sample peak of `chain` on the levels `loudness` takes."""
+        peak = self._rebased_predict(chain, input_db, after_db).peak
+        return 20.0 * math.log10(peak) if peak > 0 else -math.inf
+
+    def _rebased_predict(self, chain: ChainParams, input_db: float, after_db: float) -> Predicted:
+        shift = round(input_db - after_db, 3)
+        model = self._model if shift == 0.0 else self._rebased.get(shift)
         if model is None:
             f, scale = self.features, 10.0 ** (shift / 20.0)
             model = ChainModel(DryFeatures(f.sample_rate, f.block, f.peak * scale, f.energy * scale * scale))
             self._rebased = {shift: model}  # one at a time: it changes only when an export shows more
-        return gated_lufs(
-            model.predict(replace(chain, fader_db=chain.fader_db + after_db)).energy, self.features
-        )
+        return model.predict(replace(chain, fader_db=chain.fader_db + after_db))
 
     def chain_for(self, flat: Mapping[str, float]) -> ChainParams:
         """The model's chain for flat Optuna params over the state Live holds."""
