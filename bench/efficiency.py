@@ -20,7 +20,8 @@ Three suites, each reported on its own:
   of a song would.
 - `stress`: plants that disagree with the model on purpose (`autotune.sim.plants.Stress`): the devices'
   input +6 / -6 dB hotter than the dry signal, Makeup and Limiter Gain acting as half / twice the dB they
-  show, +3 dB after the chain (a master fader OSC can neither read nor set), and the plain plant with Glue's
+  show, +3 dB after the chain (a master fader OSC can neither read nor set) or -6 dB (that fader pulled
+  down, which makes a limiting export peak under the ceiling as an idle Limiter would), and the plain plant with Glue's
   Range at its default "-70.0 dB" (Live's display convention, which a model must read as "up to 70 dB of
   reduction"). The chain is on a bus track, "Mix Bus", of a stock AbletonOSC build (no master addressing).
 
@@ -77,6 +78,7 @@ STRESSES: dict[str, tuple[dict[str, float], str]] = {
     "slope0.5": ({"sim_drive_slope": 0.5}, "Makeup and Limiter Gain act as half the dB shown"),
     "slope2": ({"sim_drive_slope": 2.0}, "Makeup and Limiter Gain act as twice the dB shown"),
     "post+3": ({"sim_post_gain_db": 3.0}, "+3 dB after the chain (master fader OSC cannot see)"),
+    "post-6": ({"sim_post_gain_db": -6.0}, "-6 dB after the chain (a master fader pulled down)"),
     "range-70": ({}, 'Glue Range shows "-70.0 dB" (the default): no other disagreement'),
 }
 STRESS_PHYSICS = "model"
