@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +49,14 @@ def many_runs_config(project: Path, n: int = 6) -> str:
     ]
     (project / "configs" / "many.json").write_text(json.dumps(config))
     return "configs/many.json"
+
+
+def hear_sigint() -> None:
+    """`preexec_fn` for a child a test will interrupt with SIGINT. A test run started in the background
+    of a non-interactive shell (`.ci/run ... &`) inherits SIGINT ignored, and so would every autotune it
+    starts: Python then installs no KeyboardInterrupt handler, and the Ctrl-C tests would send a signal no
+    one hears. The child starts with the default disposition, as it does from a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def free_udp_port() -> int:

@@ -24,7 +24,7 @@ from autotune.cli import main
 from autotune.live.client import OscClient
 from autotune.sim import SimOptions, VirtualLive
 from autotune.vocabulary.osc import build_message, parse_datagram
-from tests.conftest import free_udp_port, many_runs_config
+from tests.conftest import free_udp_port, hear_sigint, many_runs_config
 
 
 class FaultProxy:
@@ -261,7 +261,13 @@ def test_random_sigint_and_sigkill_never_lose_or_duplicate_a_receipt(project: Pa
     tried = []
     for sig, delay in zip(signals, delays, strict=True):
         proc = subprocess.Popen(
-            args, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            args,
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            preexec_fn=hear_sigint,
         )
         assert proc.stdout is not None
         # Timed from the first line of output, not from the spawn: start-up (imports) takes longer the

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from autotune import samplers
 from autotune.cli import main
 from autotune.errors import ConfigError
-from tests.conftest import many_runs_config
+from tests.conftest import hear_sigint, many_runs_config
 
 STORAGE = "sqlite:///studies/autotune.db"
 
@@ -352,7 +352,13 @@ def test_ctrl_c_mid_trial_exits_130_and_the_next_run_retries_it(project: Path, d
         "optimize", "configs/streaming.json", "--trials", "4", "--refine", "--seed", "2", "--sampler", "tpe"
     )
     proc = subprocess.Popen(
-        args, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        args,
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=hear_sigint,
     )
     assert proc.stdout is not None
     for line in proc.stdout:
