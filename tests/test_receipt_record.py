@@ -209,12 +209,34 @@ def test_a_real_optimize_run_writes_the_documented_lines(
     assert [json.dumps(s) for s in stored] == [json.dumps(r) for r in rows[1:]]  # the attribute is the line
 
 
+TPE = ["--sampler", "tpe", "--seed", "1", "--backend", "sim"]
+
+
+def one_real_trial() -> optuna.trial.FrozenTrial:
+    """A finished trial of this version (its receipt, params and attributes) to make other versions' from."""
+    assert main(["optimize", "configs/spotify.json", "--study", "new", "--trials", "1", *TPE]) == 0
+    (t,) = optuna.load_study(study_name="new", storage=STORAGE).trials
+    return t
+
+
+def store_trial(name: str, like: optuna.trial.FrozenTrial, user_attrs: dict[str, Any]) -> None:
+    """A study `name` holding one finished trial like `like`, with the user attributes another version stored."""
+    study = optuna.create_study(study_name=name, storage=STORAGE)
+    study.add_trial(
+        optuna.trial.create_trial(
+            params=like.params,
+            distributions=like.distributions,
+            value=like.value,
+            user_attrs=user_attrs,
+            system_attrs=like.system_attrs,
+        )
+    )
+
+
 def test_a_study_stored_by_an_older_version_resumes(project: Path) -> None:
     """A finished trial whose receipt predates trial_started, applied, the loudness report and the
     true-peak flag: the resume recovers it into the JSONL as stored, sums it up, and goes on."""
-    tpe = ["--sampler", "tpe", "--seed", "1", "--backend", "sim"]
-    assert main(["optimize", "configs/spotify.json", "--study", "new", "--trials", "1", *tpe]) == 0
-    (t,) = optuna.load_study(study_name="new", storage=STORAGE).trials
+    t = one_real_trial()
     old = dict(t.user_attrs["receipt"])
     for k in ("trial_started", "applied"):
         del old[k]
@@ -222,23 +244,14 @@ def test_a_study_stored_by_an_older_version_resumes(project: Path) -> None:
     lufs = -30.0  # a miss, so that the resume has something to do
     old["results"] = {**{k: old["results"][k] for k in RESULT_KEYS[:5]}, "lufs_i": lufs, "pass_lufs": False}
     attrs = {k: v for k, v in t.user_attrs.items() if k in ("export_file", "sha256", "status", "peak_dbfs")}
-    study = optuna.create_study(study_name="old", storage=STORAGE)
-    study.add_trial(
-        optuna.trial.create_trial(
-            params=t.params,
-            distributions=t.distributions,
-            value=t.value,
-            user_attrs={**attrs, "lufs_i": lufs, "passed": False, "receipt": old},
-            system_attrs=t.system_attrs,
-        )
-    )
+    store_trial("old", t, {**attrs, "lufs_i": lufs, "passed": False, "receipt": old})
     before = len(lines(project))
-    assert main(["optimize", "configs/spotify.json", "--study", "old", "--trials", "2", *tpe]) == 0
+    assert main(["optimize", "configs/spotify.json", "--study", "old", "--trials", "2", *TPE]) == 0
     rows = lines(project)[before:]
     assert json.dumps(rows[0]) == json.dumps(old)  # recovered as the older version stored it
     assert [r["trial"] for r in rows] == [0, 1] and rows[1]["study"] == "old"
     assert in_order(rows[1], DOCUMENTED) and "trial_started" in rows[1]
-    assert main(["optimize", "configs/spotify.json", "--study", "old", "--trials", "2", *tpe]) == 0
+    assert main(["optimize", "configs/spotify.json", "--study", "old", "--trials", "2", *TPE]) == 0
     assert len(lines(project)) == before + 2  # and a second resume logs neither again
 
 
@@ -246,9 +259,7 @@ def test_a_receipt_this_version_cannot_read_is_logged_as_stored_and_nothing_cras
     """Shared storage may hold a newer worker's trial: a status this version does not know, a key in the
     middle it never wrote. Resuming the study logs that receipt exactly as stored (no reordering, nothing
     dropped) and goes on; the summary skips what it cannot read rather than stopping."""
-    tpe = ["--sampler", "tpe", "--seed", "1", "--backend", "sim"]
-    assert main(["optimize", "configs/spotify.json", "--study", "new", "--trials", "1", *tpe]) == 0
-    (t,) = optuna.load_study(study_name="new", storage=STORAGE).trials
+    t = one_real_trial()
     mine = dict(t.user_attrs["receipt"])
     newer: dict[str, Any] = {}
     for k, v in mine.items():
@@ -256,18 +267,9 @@ def test_a_receipt_this_version_cannot_read_is_logged_as_stored_and_nothing_cras
         if k == "study":
             newer["study_uid"] = "c0ffee"
     newer["status"] = "interrupted"
-    study = optuna.create_study(study_name="newer", storage=STORAGE)
-    study.add_trial(
-        optuna.trial.create_trial(
-            params=t.params,
-            distributions=t.distributions,
-            value=t.value,
-            user_attrs={"status": "interrupted", "passed": False, "receipt": newer},
-            system_attrs=t.system_attrs,
-        )
-    )
+    store_trial("newer", t, {"status": "interrupted", "passed": False, "receipt": newer})
     before = len(lines(project))
-    assert main(["optimize", "configs/spotify.json", "--study", "newer", "--trials", "2", *tpe]) == 0
+    assert main(["optimize", "configs/spotify.json", "--study", "newer", "--trials", "2", *TPE]) == 0
     rows = lines(project)[before:]
     assert json.dumps(rows[0]) == json.dumps(newer)
     assert rows[1]["study"] == "newer" and rows[1]["status"] == "ok"

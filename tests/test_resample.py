@@ -366,6 +366,11 @@ def test_export_method_honours_the_configs_method(project: Path) -> None:
     assert backends.export_method(load_settings(backend="live"), resampling) == "resample"
 
 
+def live_resample_flags(port: int, reply: int) -> list[str]:
+    """The command line of a run against a Live on `port` (the virtual one here), capturing by resampling."""
+    return ["--backend", "live", "--port", str(port), "--reply-port", str(reply), "--export", "resample"]
+
+
 def capture_config(project: Path, **auto_export: Any) -> str:
     config = json.loads((project / "configs" / "streaming.json").read_text())
     config["auto_export"] = {
@@ -409,16 +414,7 @@ def test_sweep_against_a_standalone_live_leaves_its_set_as_found(
         user_set(sim)
         found = state(sim)
         cfg = capture_config(project, timeout_s=1.0)
-        flags = [
-            "--backend",
-            "live",
-            "--port",
-            str(sim.port),
-            "--reply-port",
-            str(reply),
-            "--export",
-            "resample",
-        ]
+        flags = live_resample_flags(sim.port, reply)
         with sim:
             assert main(["sweep", cfg, *flags, "--restart"]) == 0
             assert state(sim) == found
@@ -446,7 +442,7 @@ def test_ctrl_c_in_a_run_exits_130_with_the_set_as_found(
         raise KeyboardInterrupt  # the producer presses Ctrl-C as the first capture ends
 
     monkeypatch.setattr(ResampleSession, "_record", interrupted)
-    flags = ["--backend", "live", "--port", str(sim.port), "--reply-port", str(reply), "--export", "resample"]
+    flags = live_resample_flags(sim.port, reply)
     with sim:
         assert main(["sweep", capture_config(project), *flags]) == 130
         assert state(sim) == found and takes(sim) == []
@@ -474,16 +470,7 @@ def test_doctor_names_a_missing_resampling_input(
     sim = make_sim(project / "output", demo_cache, reply_port=reply, resampling_name="Resample (localised)")
     found = state(sim)
     with sim:
-        flags = [
-            "--backend",
-            "live",
-            "--port",
-            str(sim.port),
-            "--reply-port",
-            str(reply),
-            "--export",
-            "resample",
-        ]
+        flags = live_resample_flags(sim.port, reply)
         code = main(["doctor", capture_config(project), *flags])
         assert state(sim) == found
     out = capsys.readouterr().out
