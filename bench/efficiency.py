@@ -4,6 +4,9 @@
         [--jobs 2] [--strategies grid,stepwise,tpe,gp,model] [--references cold,cached]
         [--songs rec-amen,...] [--targets=-14/-1,-12/-1] [--stresses offset+6,slope2,...] [--json FILE]
 
+`--strategies` also takes `cmaes` and `random`, Optuna's other stock samplers (not run by default); every
+stock sampler and the model run once per seed, and the summary names the best stock sampler.
+
 Three suites, each reported on its own:
 
 - `plants`: the virtual Live on the project's own plant variants (`autotune.dsp.PHYSICS`: "vintage",
@@ -102,8 +105,11 @@ GRID_RUNS = [
         "limiter": {"ceiling_db": -6.2, "gain_db": 20.0, "release": 0.1},
     },
 ]
-SEEDED = ("tpe", "gp", "model")
-STRATEGIES = ("grid", "stepwise", "tpe", "gp", "model")
+#: Optuna's stock samplers (`autotune.samplers.make_sampler`), the model's competition.
+STOCK = ("tpe", "gp", "cmaes", "random")
+SEEDED = (*STOCK, "model")
+STRATEGIES = ("grid", "stepwise", "tpe", "gp", "model")  # the default run
+KNOWN_STRATEGIES = ("grid", "stepwise", *STOCK, "model")
 SUITES = ("plants", "third-party", "stress")
 BUS = "Mix Bus"
 
@@ -340,7 +346,7 @@ def p95(values: list[float]) -> float:
 
 
 def _labels(outcomes: Iterable[Outcome]) -> list[str]:
-    order = ["grid", "stepwise", "tpe", "gp", "model", "model/cold", "model/cached"]
+    order = ["grid", "stepwise", *STOCK, "model", "model/cold", "model/cached"]
     present = {o.case.label for o in outcomes}
     return [s for s in order if s in present]
 
@@ -392,7 +398,7 @@ def summarize_suite(name: str, outcomes: list[Outcome], spans: dict[Problem, Spa
             f"{len(feas) - hit:6d}   {len(called):>12d}/{len(infeas):<7d} {spent:>17s} {len(wrong):>14d}"
         )
     models = [s for s in labels if s.startswith("model")]
-    stock = [s for s in ("tpe", "gp") if s in medians]
+    stock = [s for s in STOCK if s in medians]
     if models and stock:
         print()
         for m in models:
@@ -403,7 +409,15 @@ def summarize_suite(name: str, outcomes: list[Outcome], spans: dict[Problem, Spa
                         f"({medians[s]:.1f} -> {medians[m]:.1f}), {means[s] / means[m]:.1f}x by the mean "
                         f"({means[s]:.2f} -> {means[m]:.2f})"
                     )
-    shown = [s for s in labels if s in ("tpe", "gp") or s.startswith("model")]
+    ranked = [s for s in stock if not math.isnan(medians[s])]
+    if len(ranked) > 1:
+        by_median = min(ranked, key=lambda s: (medians[s], means[s]))
+        by_mean = min(ranked, key=lambda s: (means[s], medians[s]))
+        print(
+            f"best stock sampler: {by_median} by the median ({medians[by_median]:.1f}), "
+            f"{by_mean} by the mean ({means[by_mean]:.2f})"
+        )
+    shown = [s for s in labels if s in STOCK or s.startswith("model")]
     key = "stress" if name == "stress" else "song/plant"
     print(f"\nmedian exports to pass per reachable problem ({', '.join(shown)}):")
     print(f"  {key:22s} {'target':>14s}  " + " ".join(f"{s:>12s}" for s in shown))
@@ -498,7 +512,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--budget", type=int, default=20)
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument(
+        "--strategies", default=",".join(STRATEGIES), help=f"any of {', '.join(KNOWN_STRATEGIES)}"
+    )
     ap.add_argument(
         "--references", default="cold,cached", help="the model's dry reference: cold, cached (not in plants)"
     )
@@ -530,6 +546,9 @@ def main() -> None:
             continue
         chosen.append(specs[name])
     strategies = [s for s in args.strategies.split(",") if s]
+    for s in strategies:
+        if s not in KNOWN_STRATEGIES:
+            ap.error(f"unknown strategy {s!r} (choose from {', '.join(KNOWN_STRATEGIES)})")
     if "gp" in strategies and not torch_available():
         print("(gp skipped: torch is not installed)")
         strategies.remove("gp")
