@@ -244,8 +244,9 @@ def build_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     serve.add_argument(
         "--physics",
         default="model",
-        help="how the devices behave: model (the model's own), the plants vintage|punchy, or pedalboard "
-        "(JUCE's Compressor and Limiter, a DSP this project did not write)",
+        help="how the devices behave: model (the model's own), the plants vintage|punchy, pedalboard "
+        "(JUCE's Compressor as Live's Glue and Limiter, a DSP this project did not write) or "
+        "pedalboard-maximizer (JUCE's own Limiter, which does not follow Live's manual)",
     )
     serve.add_argument(
         "--song",

@@ -65,10 +65,16 @@ def chain(glue: GlueParams | None = None, lim: LimiterParams | None = None) -> t
 # -- the pedalboard plant --------------------------------------------------------------------------
 
 
+THIRD_PARTY = ("pedalboard", "pedalboard-maximizer")
+
+
 @needs_pedalboard
+@pytest.mark.parametrize("name", THIRD_PARTY)
 @pytest.mark.parametrize("ceiling_db", [-6.0, -1.0, -0.3, 0.0])
-def test_pedalboard_sample_peak_never_exceeds_the_ceiling(song_3s: np.ndarray, ceiling_db: float) -> None:
-    plant = make_plant("pedalboard")
+def test_pedalboard_sample_peak_never_exceeds_the_ceiling(
+    song_3s: np.ndarray, ceiling_db: float, name: str
+) -> None:
+    plant = make_plant(name)
     ceiling = 10 ** (ceiling_db / 20)
     for gain in (0.0, 12.0, 24.0, 36.0):
         for glue in (None, GlueParams(threshold_db=-20.0, ratio=4.0, makeup_db=20.0, peak_clip=True)):
@@ -79,9 +85,12 @@ def test_pedalboard_sample_peak_never_exceeds_the_ceiling(song_3s: np.ndarray, c
 
 
 @needs_pedalboard
+@pytest.mark.parametrize("name", THIRD_PARTY)
 @pytest.mark.parametrize("threshold_db", [-30.0, 0.0])
-def test_pedalboard_more_limiter_gain_is_never_quieter(song_3s: np.ndarray, threshold_db: float) -> None:
-    plant = make_plant("pedalboard")
+def test_pedalboard_more_limiter_gain_is_never_quieter(
+    song_3s: np.ndarray, threshold_db: float, name: str
+) -> None:
+    plant = make_plant(name)
     glue = GlueParams(threshold_db=threshold_db, ratio=4.0, makeup_db=6.0)
     loudness = [
         lufs(plant.render(song_3s, SR, chain(glue, LimiterParams(gain_db=g, ceiling_db=-1.0))))
@@ -136,8 +145,8 @@ def test_pedalboard_glue_follows_its_knobs(song_3s: np.ndarray) -> None:
 
 @needs_pedalboard
 def test_pedalboard_limiter_auto_and_release(song_3s: np.ndarray) -> None:
-    """JUCE's release acts on its 1000:1 stage, which only works hard at high drive (its fixed 4:1 first
-    stage does most of the limiting below that); Auto on is a release of its own, whatever Release shows."""
+    """A slower release holds the reduction longer (a quieter export at high drive); Auto on is a release of
+    its own, whatever Release shows."""
     plant = make_plant("pedalboard")
 
     def lim(**kw: float | bool) -> np.ndarray:
@@ -150,6 +159,36 @@ def test_pedalboard_limiter_auto_and_release(song_3s: np.ndarray) -> None:
     np.testing.assert_allclose(
         auto, lim(release_ms=plants_module.PEDALBOARD_LIMITER_AUTO_RELEASE_MS), rtol=0, atol=1e-9
     )
+
+
+@needs_pedalboard
+def test_pedalboard_limiter_leaves_a_signal_under_its_ceiling_alone(song_3s: np.ndarray) -> None:
+    """Live's manual: "If your incoming signal level has no peaks that are higher than the ceiling, Limiter
+    will have no effect", whatever the ceiling; JUCE's own Limiter (the maximiser) does not keep that."""
+    x = song_3s.astype(np.float64) * (10 ** (-12 / 20) / float(np.abs(song_3s).max()))  # peaks at -12 dBFS
+    for ceiling_db in (-6.0, -1.0, 0.0):
+        lim = LimiterParams(gain_db=3.0, ceiling_db=ceiling_db)  # peaks at -9 dBFS after the Gain
+        y = make_plant("pedalboard").render(x, SR, chain(None, lim))
+        np.testing.assert_allclose(y, x * 10 ** (3 / 20), rtol=0, atol=1e-6)
+        maximised = make_plant("pedalboard-maximizer").render(x, SR, chain(None, lim))
+        assert abs(lufs(maximised) - lufs(x) - 3.0) > 1.0, ceiling_db
+
+
+@needs_pedalboard
+def test_pedalboard_limiter_links_the_channels_in_stereo_mode() -> None:
+    """Stereo mode limits both channels whenever either has a peak over the ceiling (the image is kept);
+    L/R limits each on its own, so the quieter channel passes untouched and the export is louder."""
+    t = np.arange(SR) / SR
+    tone = np.sin(2 * np.pi * 440.0 * t)
+    x = np.stack([tone, 0.25 * tone], axis=1)  # left peaks at 0 dBFS, right 12 dB lower
+    lim = LimiterParams(gain_db=0.0, ceiling_db=-6.0)
+    plant = make_plant("pedalboard")
+    linked = plant.render(x, SR, (("limiter", lim),))[SR // 2 :]
+    split = plant.render(x, SR, (("limiter_lr", lim),))[SR // 2 :]
+    peak = 20 * np.log10(np.abs(linked).max(axis=0))
+    np.testing.assert_allclose(peak, [-6.0, -18.04], atol=0.05)  # one gain: both 6 dB down
+    np.testing.assert_allclose(20 * np.log10(np.abs(split).max(axis=0)), [-6.0, -12.04], atol=0.05)
+    assert lufs(split) > lufs(linked) + 0.5
 
 
 @needs_pedalboard

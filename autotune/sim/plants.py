@@ -6,9 +6,13 @@ the fader gain after them, and renders the song through them. Two kinds:
 - `DspPlant`: `autotune.dsp`'s devices with a `Physics` preset: the model's own physics ("model") or the
   project's plant variants ("vintage", "punchy"). With no stress and Link on it gives exactly what
   `autotune.dsp.chain.render_stages` gives.
-- `PedalboardPlant` ("pedalboard"): DSP we did not write, Spotify's pedalboard wrapping JUCE's
-  `dsp::Compressor` and `dsp::Limiter`, behind the same Live parameter tables. See its docstring for how
+- `PedalboardDevices` ("pedalboard"): DSP we did not write, Spotify's pedalboard wrapping JUCE's
+  `dsp::Compressor`, behind the same Live parameter tables and Live's manual. See its docstring for how
   every Live parameter maps onto JUCE's (and what JUCE does not have).
+- "pedalboard-maximizer": the same Glue, and JUCE's `dsp::Limiter` as it comes (a maximiser with a fixed
+  4:1 stage and its own make-up) with the Ceiling a gain after it. That breaks Live's manual ("if your
+  incoming signal level has no peaks that are higher than the ceiling, Limiter will have no effect"): kept
+  as a limiter design unlike Live's, for the benchmark's table of plants that disagree with the model.
 
 `Stress` makes any plant disagree with the model on purpose, for the benchmark: an input calibration offset,
 a drive slope on the gains, and a gain after the chain that OSC cannot see.
@@ -33,6 +37,7 @@ from autotune.sim.presets import PHYSICS_NAMES
 Audio = NDArray[np.float64]
 
 PEDALBOARD = "pedalboard"
+PEDALBOARD_MAXIMIZER = "pedalboard-maximizer"
 
 
 @dataclass(frozen=True)
@@ -146,12 +151,15 @@ class DspPlant:
 PEDALBOARD_GLUE_AUTO_RELEASE_S = 0.35
 #: Limiter `Auto` on JUCE's one-release limiter: Live's Auto base release (what the model assumes for it).
 PEDALBOARD_LIMITER_AUTO_RELEASE_MS = LIMITER_AUTO_RELEASE_MS
-#: JUCE's Limiter threshold. JUCE's limiter is a fixed 4:1 compressor above -10 dBFS (2 ms attack, 200 ms
-#: release), a 1000:1 stage at the threshold (with the release given), an automatic makeup of 3.75 dB minus
-#: the threshold, and a hard clip at 0 dBFS: its output peaks land at 0 dBFS whatever the threshold, which
-#: only adds drive. At 0 dB the 1000:1 stage limits at 0 dBFS and only JUCE's fixed 3.75 dB makeup is added
-#: (so at Gain 0 dB the plant is already louder than its input); Live's Gain does the rest of the driving.
-#: In practice the fixed first stage and the clip do most of the work: the Release acts only at high drive.
+#: Live's Limiter on JUCE: the 1000:1, 0.001 ms-attack `dsp::Compressor` that is the brick-wall stage of
+#: JUCE's own `dsp::Limiter`, with its threshold at the Ceiling, then JUCE's hard clip there. It has no
+#: look-ahead: a transient's first samples are clipped rather than anticipated.
+PEDALBOARD_LIMITER_RATIO = 1000.0
+PEDALBOARD_LIMITER_ATTACK_MS = 0.001
+#: JUCE's `dsp::Limiter` ("pedalboard-maximizer") at this threshold: a fixed 4:1 compressor above -10 dBFS
+#: (2 ms attack, 200 ms release), a 1000:1 stage at the threshold (with the release given), an automatic
+#: make-up of 3.75 dB minus the threshold, and a hard clip at 0 dBFS. At 0 dB only its 3.75 dB make-up is
+#: added: a -20 dBFS sine comes out at -16.25 dBFS, where Live's Limiter would leave it alone.
 PEDALBOARD_LIMITER_THRESHOLD_DB = 0.0
 #: Glue's Soft Clip: "the Glue's output never exceeds -0.5 dB" (Live's manual), as a tanh waveshaper.
 SOFT_CLIP_DB = -0.5
@@ -189,18 +197,24 @@ class PedalboardDevices:
     (`Peak Clip In`) is a tanh waveshaper with the output never above -0.5 dB (`pedalboard.Distortion` at
     0 dB drive between two `pedalboard.Gain`s), on the device's output.
 
-    Limiter -> `pedalboard.Gain(Gain)` -> `pedalboard.Limiter` (JUCE `dsp::Limiter`, threshold
-    `PEDALBOARD_LIMITER_THRESHOLD_DB`, release = the Release shown, or `PEDALBOARD_LIMITER_AUTO_RELEASE_MS`
-    with Auto on) -> a gain of Ceiling dB. JUCE's limiter normalises its peaks to 0 dBFS (and hard clips
-    there), so the ceiling is a gain after it: the output sample peak never exceeds the Ceiling, as in Live.
-    JUCE has no look-ahead, no stereo link (each channel is always limited on its own, Link or not) and no
-    Soft Clip or True Peak mode (every Mode acts as Standard: a sample-peak ceiling).
+    Limiter -> `pedalboard.Gain(Gain)` -> JUCE's brick-wall stage (`pedalboard.Compressor`, ratio
+    `PEDALBOARD_LIMITER_RATIO`, attack `PEDALBOARD_LIMITER_ATTACK_MS`, threshold = the Ceiling, release = the
+    Release shown, or `PEDALBOARD_LIMITER_AUTO_RELEASE_MS` with Auto on) -> a hard clip at the Ceiling. So, as
+    Live's manual says, the Ceiling is "the absolute maximum level that the Limiter will output", and a signal
+    with no peak above it passes untouched. Stereo (Link on) takes one gain for both channels from the louder
+    channel's level ("limiting to both channels whenever either of them has a peak"); L/R limits each channel
+    on its own. JUCE's compressor is a VCA, so the gain is read back as output / input and applied to the
+    channels. JUCE has no look-ahead and no Soft Clip or True Peak mode: every Mode acts as Standard (a
+    sample-peak ceiling).
+
+    With `maximizer=True` the Limiter is JUCE's whole `dsp::Limiter` instead (see
+    `PEDALBOARD_LIMITER_THRESHOLD_DB`), with the Ceiling a gain after it and each channel on its own.
     """
 
-    name = PEDALBOARD
-
-    def __init__(self) -> None:
+    def __init__(self, maximizer: bool = False) -> None:
         self.pb = _load_pedalboard()
+        self.maximizer = maximizer
+        self.name = PEDALBOARD_MAXIMIZER if maximizer else PEDALBOARD
 
     def _run(self, plugins: list[Any], x: Audio, sr: int) -> Audio:
         board = self.pb.Pedalboard(plugins)
@@ -232,34 +246,50 @@ class PedalboardDevices:
 
     def limiter(self, x: Audio, sr: int, p: LimiterParams, link: bool) -> Audio:
         pb = self.pb
-        release_ms = PEDALBOARD_LIMITER_AUTO_RELEASE_MS if p.auto_release else p.release_ms
-        y = self._run(
-            [
-                pb.Gain(gain_db=float(p.gain_db)),
-                pb.Limiter(threshold_db=PEDALBOARD_LIMITER_THRESHOLD_DB, release_ms=float(release_ms)),
-            ],
-            x,
-            sr,
+        release_ms = float(PEDALBOARD_LIMITER_AUTO_RELEASE_MS if p.auto_release else p.release_ms)
+        if self.maximizer:
+            y = self._run(
+                [
+                    pb.Gain(gain_db=float(p.gain_db)),
+                    pb.Limiter(threshold_db=PEDALBOARD_LIMITER_THRESHOLD_DB, release_ms=release_ms),
+                ],
+                x,
+                sr,
+            )
+            # JUCE clips at full scale (float32 1.0 exactly), so after this gain no sample exceeds the ceiling.
+            out: Audio = np.clip(y, -1.0, 1.0) * db_to_lin(p.ceiling_db)
+            return out
+        driven = x * db_to_lin(p.gain_db)
+        wall = pb.Compressor(
+            threshold_db=float(p.ceiling_db),
+            ratio=PEDALBOARD_LIMITER_RATIO,
+            attack_ms=PEDALBOARD_LIMITER_ATTACK_MS,
+            release_ms=release_ms,
         )
-        # JUCE clips at full scale (float32 1.0 exactly), so after this gain no sample exceeds the ceiling.
-        ceiling: Audio = np.clip(y, -1.0, 1.0) * db_to_lin(p.ceiling_db)
-        return ceiling
+        # The detector: the louder channel's level for a linked (Stereo) limiter, each channel for L/R.
+        level = np.abs(driven).max(axis=1, keepdims=True) if link else np.abs(driven)
+        gain = _read_back_gain(level, self._run([wall], level, sr))
+        ceiling = float(db_to_lin(p.ceiling_db))
+        limited: Audio = np.clip(driven * gain, -ceiling, ceiling)
+        return limited
+
+
+def _read_back_gain(x: Audio, y: Audio) -> Audio:
+    """The per-sample gain a VCA applied to `x` to give `y` (per channel), where `x` is not near silence;
+    between such samples it is interpolated (the gain of a silent sample does not matter)."""
+    gain = np.ones_like(x)
+    n = np.arange(x.shape[0])
+    for c in range(x.shape[1]):
+        xc, yc = x[:, c], y[:, c]
+        known = np.abs(xc) > _GAIN_FLOOR
+        if known.any():
+            gain[:, c] = np.interp(n, n[known], yc[known] / xc[known])
+    return gain
 
 
 def _cap_reduction(x: Audio, compressed: Audio, range_db: float) -> Audio:
     """`compressed` with the compressor's gain reduction capped at `range_db` (per channel)."""
-    floor = float(db_to_lin(-range_db))
-    out = np.empty_like(x)
-    n = np.arange(x.shape[0])
-    for c in range(x.shape[1]):
-        xc, yc = x[:, c], compressed[:, c]
-        known = np.abs(xc) > _GAIN_FLOOR
-        if not known.any():
-            out[:, c] = yc
-            continue
-        gain = np.interp(n, n[known], yc[known] / xc[known])
-        out[:, c] = xc * np.maximum(gain, floor)
-    return out
+    return x * np.maximum(_read_back_gain(x, compressed), float(db_to_lin(-range_db)))
 
 
 def make_plant(physics: Physics | str) -> Plant:
@@ -270,4 +300,6 @@ def make_plant(physics: Physics | str) -> Plant:
         return Plant(DspPlant(PHYSICS[physics]))
     if physics == PEDALBOARD:
         return Plant(PedalboardDevices())
+    if physics == PEDALBOARD_MAXIMIZER:
+        return Plant(PedalboardDevices(maximizer=True))
     raise ConfigError(f"unknown physics {physics!r} (choose from {', '.join(PHYSICS_NAMES)})")

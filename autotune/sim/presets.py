@@ -3,7 +3,8 @@
 Importing this module is cheap and never imports pedalboard, numpy's heavier users or the UDP server: the
 settings' validator reads `PHYSICS_NAMES` and `SONG_NAMES` from here (lazily, inside the validator).
 
-- Physics: `autotune.dsp.PHYSICS` ("model", "vintage", "punchy") and the third-party "pedalboard".
+- Physics: `autotune.dsp.PHYSICS` ("model", "vintage", "punchy") and the third-party "pedalboard" and
+  "pedalboard-maximizer".
 - Songs: `autotune.dsp.SONGS` (synthesised) and real recordings "rec-<loop>" (30 s) and "rec-<loop>-4min"
   from Debian's `sonic-pi-samples` (`autotune.sim.recordings`).
 """
@@ -23,7 +24,10 @@ if TYPE_CHECKING:
 
 #: Plants whose DSP is third-party code (name -> what it is), beside `autotune.dsp.PHYSICS`; they are built
 #: by `autotune.sim.plants.make_plant`.
-THIRD_PARTY_PHYSICS: dict[str, str] = {"pedalboard": "Spotify's pedalboard: JUCE's Compressor and Limiter"}
+THIRD_PARTY_PHYSICS: dict[str, str] = {
+    "pedalboard": "Spotify's pedalboard: JUCE's Compressor, as Live's Glue Compressor and Limiter",
+    "pedalboard-maximizer": "pedalboard's Glue, and JUCE's Limiter as it comes (not Live's conventions)",
+}
 PHYSICS_NAMES: tuple[str, ...] = (*PHYSICS, *THIRD_PARTY_PHYSICS)
 SONG_NAMES: tuple[str, ...] = (*SONGS, *RECORDINGS)
 
