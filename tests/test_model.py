@@ -759,12 +759,13 @@ def _third_party(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("target", "limit"), [(-12.0, -1.0), (-10.5, -6.0)])
+@pytest.mark.parametrize(("target", "limit"), [(-12.0, -1.0), (-12.0, -6.0)])
 def test_a_plant_we_did_not_write_on_a_real_recording_passes(
     model_project: Path, monkeypatch: pytest.MonkeyPatch, target: float, limit: float
 ) -> None:
-    """JUCE's Compressor and Limiter (pedalboard) on Sonic Pi's amen break: a model built on other DSP is
-    off by about 2 LU at first; the drive line must still get there, and never call it out of reach."""
+    """JUCE's Compressor (pedalboard) as Live's Glue and Limiter, on Sonic Pi's amen break: a model built on
+    other DSP (a Limiter with look-ahead) is off by 2-3 LU at first; the drive line must still get there,
+    and never call it out of reach. -12 under -6 dBFS lies 0.9 LU under the most this chain can give."""
     _third_party(monkeypatch)
     config = write_config(
         model_project,
@@ -776,7 +777,7 @@ def test_a_plant_we_did_not_write_on_a_real_recording_passes(
     )
     assert main(["optimize", config, "--sampler", "model", "--trials", "12"]) == 0
     rows = receipts(model_project)
-    assert len(rows) <= 6  # the dry reference included
+    assert len(rows) <= 4, [r["results"]["lufs_i"] for r in rows]  # the dry reference included (4 and 2)
     last = rows[-1]["results"]
     assert last["pass_lufs"] and last["pass_peak"]
 
@@ -785,14 +786,15 @@ def test_a_plant_we_did_not_write_on_a_real_recording_passes(
 def test_a_target_a_plant_we_did_not_write_cannot_reach_is_called_within_three_exports(
     model_project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Under -6 dBFS the JUCE chain gets the amen break to about -7 LUFS at most: -4 is out of reach, and
-    the export that says so is the loudest safe setting (every gain at the top)."""
+    """Under -6 dBFS the JUCE chain gets the amen break to about -11.1 LUFS at most: -10.5 is out of reach
+    by more than the tolerance, and the export that says so is the loudest safe setting (every gain at the
+    top)."""
     _third_party(monkeypatch)
     config = write_config(
         model_project,
         "streaming.json",
         "juce-loud.json",
-        target_lufs=-4.0,
+        target_lufs=-10.5,
         peak_limit_dbfs=-6.0,
         search=THIRD_PARTY_SPACE,
     )
