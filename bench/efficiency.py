@@ -1,26 +1,32 @@
 """Exports needed to hit a loudness target: model-based search against the alternatives, on plants.
 
-    .venv/bin/python bench/efficiency.py [--suites plants,third-party,stress] [--seeds 5] [--budget 20]
+    .venv/bin/python bench/efficiency.py [--suites plants,third-party,maximizer,stress] [--seeds 5]
+        [--budget 20]
         [--jobs 2] [--strategies grid,stepwise,tpe,gp,model] [--references cold,cached]
         [--songs rec-amen,...] [--targets=-14/-1,-12/-1] [--stresses offset+6,slope2,...] [--json FILE]
 
 `--strategies` also takes `cmaes` and `random`, Optuna's other stock samplers (not run by default); every
 stock sampler and the model run once per seed, and the summary names the best stock sampler.
 
-Three suites, each reported on its own:
+Four suites, each reported on its own:
 
 - `plants`: the virtual Live on the project's own plant variants (`autotune.dsp.PHYSICS`: "vintage",
   "punchy"), which the model does not know but which share its conventions and code, playing the four
   synthesised songs (`autotune.dsp.SONGS`). Targets -14, -12 and -10.5 LUFS under -1 and -6 dBFS; the space
   of configs/streaming.json.
-- `third-party`: a plant we did not write, "pedalboard" (Spotify's pedalboard: JUCE's Compressor and
-  Limiter behind Live's parameter tables, `autotune.sim.plants`), playing real recordings (Sonic Pi's CC0
+- `third-party`: a plant we did not write, "pedalboard" (Spotify's pedalboard: JUCE's Compressor as Live's
+  Glue Compressor and Limiter, behind Live's parameter tables and the conventions of Live's manual,
+  `autotune.sim.plants`), playing real recordings (Sonic Pi's CC0
   loops from Debian's sonic-pi-samples, `autotune.sim.recordings`). Targets -14/-1, -12/-1 and -10.5/-6
   LUFS/dBFS; space Threshold -40..0, Makeup 0..20, Limiter Gain 0..24, Ceiling null (the 6 dB under the
   limit). The model strategy is run with a cold cache (its dry reference export counted) and with a cached
   reference: another study of the same set ran first (its dry reference and one trial, not counted), so the
   measured study finds the reference, and that earlier export, in the cache, as a producer's second study
   of a song would.
+- `maximizer`: the same songs, targets and space on "pedalboard-maximizer": the same Glue, and JUCE's
+  `dsp::Limiter` as it comes (a fixed 4:1 stage above -10 dBFS, its own 3.75 dB make-up, the Ceiling a gain
+  after it). It is not Live's Limiter (it changes a signal with no peak above the ceiling), so it is no
+  measure of the search on Live; it shows what the search does on a limiter design the model does not have.
 - `stress`: plants that disagree with the model on purpose (`autotune.sim.plants.Stress`): the devices'
   input +6 / -6 dB hotter than the dry signal, Makeup and Limiter Gain acting as half / twice the dB they
   show, +3 dB after the chain (a master fader OSC can neither read nor set) or -6 dB (that fader pulled
@@ -68,6 +74,7 @@ PLANT_SPACE: dict[str, dict[str, Any]] = {
     "limiter": {"gain_db": [0.0, 24.0], "ceiling_db": None},
 }
 THIRD_PARTY_PHYSICS = "pedalboard"
+MAXIMIZER_PHYSICS = "pedalboard-maximizer"
 THIRD_PARTY_SONGS = ["rec-amen", "rec-breakbeat", "rec-tabla", "rec-mix", "rec-mix-4min"]
 THIRD_PARTY_TARGETS = [(-14.0, -1.0), (-12.0, -1.0), (-10.5, -6.0)]
 WIDE_SPACE: dict[str, dict[str, Any]] = {
@@ -110,7 +117,7 @@ STOCK = ("tpe", "gp", "cmaes", "random")
 SEEDED = (*STOCK, "model")
 STRATEGIES = ("grid", "stepwise", "tpe", "gp", "model")  # the default run
 KNOWN_STRATEGIES = ("grid", "stepwise", *STOCK, "model")
-SUITES = ("plants", "third-party", "stress")
+SUITES = ("plants", "third-party", "maximizer", "stress")
 BUS = "Mix Bus"
 
 
@@ -435,7 +442,7 @@ def summarize_suite(name: str, outcomes: list[Outcome], spans: dict[Problem, Spa
             n = [float(o.to_pass or fail) for o in cases if o.case.label == s]
             row.append(f"{statistics.median(n):12.1f}" if n else f"{'-':>12s}")
         what = stress if name == "stress" else f"{song}/{plant}"
-        print(f"  {what:22s} {target:6.1f} / {limit:+.0f}  " + " ".join(row))
+        print(f"  {what:34s} {target:6.1f} / {limit:+.0f}  " + " ".join(row))
     for o in outcomes:
         c = o.case
         if feasible(c) and o.out_of_reach:
@@ -469,6 +476,13 @@ def suite_specs(args: argparse.Namespace) -> dict[str, SuiteSpec]:
         "third-party": SuiteSpec(
             "third-party",
             [(s, THIRD_PARTY_PHYSICS, "none") for s in songs],
+            targets(THIRD_PARTY_TARGETS),
+            WIDE_SPACE,
+            references=references,
+        ),
+        "maximizer": SuiteSpec(
+            "maximizer",
+            [(s, MAXIMIZER_PHYSICS, "none") for s in songs],
             targets(THIRD_PARTY_TARGETS),
             WIDE_SPACE,
             references=references,
