@@ -268,6 +268,8 @@ class PedalboardDevices:
         )
         # The detector: the louder channel's level for a linked (Stereo) limiter, each channel for L/R.
         level = np.abs(driven).max(axis=1, keepdims=True) if link else np.abs(driven)
+        # In JUCE's float32, so a sample JUCE leaves alone reads back a gain of exactly 1.
+        level = level.astype(np.float32).astype(np.float64)
         gain = _read_back_gain(level, self._run([wall], level, sr))
         ceiling = float(db_to_lin(p.ceiling_db))
         limited: Audio = np.clip(driven * gain, -ceiling, ceiling)
