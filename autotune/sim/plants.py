@@ -153,7 +153,7 @@ PEDALBOARD_GLUE_AUTO_RELEASE_S = 0.35
 PEDALBOARD_LIMITER_AUTO_RELEASE_MS = LIMITER_AUTO_RELEASE_MS
 #: Live's Limiter on JUCE: the 1000:1, 0.001 ms-attack `dsp::Compressor` that is the brick-wall stage of
 #: JUCE's own `dsp::Limiter`, with its threshold at the Ceiling, then JUCE's hard clip there. It has no
-#: look-ahead: a transient's first samples are clipped rather than anticipated.
+#: look-ahead: its reduction starts at a peak, not before it (the clip takes what the attack lets through).
 PEDALBOARD_LIMITER_RATIO = 1000.0
 PEDALBOARD_LIMITER_ATTACK_MS = 0.001
 #: JUCE's `dsp::Limiter` ("pedalboard-maximizer") at this threshold: a fixed 4:1 compressor above -10 dBFS
