@@ -473,20 +473,17 @@ def suite_specs(args: argparse.Namespace) -> dict[str, SuiteSpec]:
         "plants": SuiteSpec(
             "plants", [(s, p, "none") for s, p in PLANT_PROBLEMS], targets(PLANT_TARGETS), PLANT_SPACE
         ),
-        "third-party": SuiteSpec(
-            "third-party",
-            [(s, THIRD_PARTY_PHYSICS, "none") for s in songs],
-            targets(THIRD_PARTY_TARGETS),
-            WIDE_SPACE,
-            references=references,
-        ),
-        "maximizer": SuiteSpec(
-            "maximizer",
-            [(s, MAXIMIZER_PHYSICS, "none") for s in songs],
-            targets(THIRD_PARTY_TARGETS),
-            WIDE_SPACE,
-            references=references,
-        ),
+        # The same songs, targets and space on JUCE's DSP in Live's conventions, and on JUCE's own limiter.
+        **{
+            name: SuiteSpec(
+                name,
+                [(s, physics, "none") for s in songs],
+                targets(THIRD_PARTY_TARGETS),
+                WIDE_SPACE,
+                references=references,
+            )
+            for name, physics in (("third-party", THIRD_PARTY_PHYSICS), ("maximizer", MAXIMIZER_PHYSICS))
+        },
         "stress": SuiteSpec(
             "stress",
             [(args.stress_song, args.stress_physics, s) for s in stresses],
