@@ -777,7 +777,8 @@ def test_a_plant_we_did_not_write_on_a_real_recording_passes(
     )
     assert main(["optimize", config, "--sampler", "model", "--trials", "12"]) == 0
     rows = receipts(model_project)
-    assert len(rows) <= 4, [r["results"]["lufs_i"] for r in rows]  # the dry reference included (4 and 2)
+    # The dry reference included; measured 4 and 2, and 5 is the benchmark's worst case on this plant.
+    assert len(rows) <= 5, [r["results"]["lufs_i"] for r in rows]
     last = rows[-1]["results"]
     assert last["pass_lufs"] and last["pass_peak"]
 

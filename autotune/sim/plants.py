@@ -1,7 +1,7 @@
 """The virtual Live's plants: what renders an export from the chain's settings.
 
 A plant takes the chain's switched-on devices (`SimSong.stages()`, already read in Live's conventions) and
-the fader gain after them, and renders the song through them. Two kinds:
+the fader gain after them, and renders the song through them. The kinds:
 
 - `DspPlant`: `autotune.dsp`'s devices with a `Physics` preset: the model's own physics ("model") or the
   project's plant variants ("vintage", "punchy"). With no stress and Link on it gives exactly what
@@ -152,7 +152,7 @@ PEDALBOARD_GLUE_AUTO_RELEASE_S = 0.35
 #: Limiter `Auto` on JUCE's one-release limiter: Live's Auto base release (what the model assumes for it).
 PEDALBOARD_LIMITER_AUTO_RELEASE_MS = LIMITER_AUTO_RELEASE_MS
 #: Live's Limiter on JUCE: the 1000:1, 0.001 ms-attack `dsp::Compressor` that is the brick-wall stage of
-#: JUCE's own `dsp::Limiter`, with its threshold at the Ceiling, then JUCE's hard clip there. It has no
+#: JUCE's own `dsp::Limiter`, with its threshold at the Ceiling, then a hard clip at the Ceiling. It has no
 #: look-ahead: its reduction starts at a peak, not before it (the clip takes what the attack lets through).
 PEDALBOARD_LIMITER_RATIO = 1000.0
 PEDALBOARD_LIMITER_ATTACK_MS = 0.001
@@ -167,12 +167,12 @@ SOFT_CLIP_DB = -0.5
 _GAIN_FLOOR = 1e-5
 
 
-def _load_pedalboard() -> Any:
+def _load_pedalboard(name: str = PEDALBOARD) -> Any:
     try:
         return importlib.import_module("pedalboard")
     except ImportError:
         raise ConfigError(
-            "physics pedalboard needs Spotify's pedalboard package: pip install pedalboard"
+            f"physics {name} needs Spotify's pedalboard package: pip install pedalboard"
         ) from None
 
 
@@ -197,7 +197,7 @@ class PedalboardDevices:
     (`Peak Clip In`) is a tanh waveshaper with the output never above -0.5 dB (`pedalboard.Distortion` at
     0 dB drive between two `pedalboard.Gain`s), on the device's output.
 
-    Limiter -> `pedalboard.Gain(Gain)` -> JUCE's brick-wall stage (`pedalboard.Compressor`, ratio
+    Limiter -> the Gain (in float64) -> JUCE's brick-wall stage (`pedalboard.Compressor`, ratio
     `PEDALBOARD_LIMITER_RATIO`, attack `PEDALBOARD_LIMITER_ATTACK_MS`, threshold = the Ceiling, release = the
     Release shown, or `PEDALBOARD_LIMITER_AUTO_RELEASE_MS` with Auto on) -> a hard clip at the Ceiling. So, as
     Live's manual says, the Ceiling is "the absolute maximum level that the Limiter will output", and a signal
@@ -212,9 +212,9 @@ class PedalboardDevices:
     """
 
     def __init__(self, maximizer: bool = False) -> None:
-        self.pb = _load_pedalboard()
         self.maximizer = maximizer
         self.name = PEDALBOARD_MAXIMIZER if maximizer else PEDALBOARD
+        self.pb = _load_pedalboard(self.name)
 
     def _run(self, plugins: list[Any], x: Audio, sr: int) -> Audio:
         board = self.pb.Pedalboard(plugins)
