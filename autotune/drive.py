@@ -9,6 +9,13 @@ ceiling at its lowest) to the loudest safe one (every gain at the top, the ceili
 allows), passing through the model's first proposal. On that line the measured loudness is monotone, and a
 safeguarded secant (`next_position`) converges to the target however wrong the model is; its two ends are
 the only settings that can prove a target out of reach.
+
+The model only makes that fast, and one error dominates on a rig built outside the project: a limiter or
+compressor that takes off less (or more) loudness than the model's. What the gains alone would give is
+known exactly from the dry reference, so a measurement teaches the share of the model's processing cost the
+plant really shows (and a second one how that share grows with drive). The model with its cost so scaled
+is what the step inverts; an offset alone would keep the model's slope, and a limiter that takes off half
+as much is also about half as flattened by more drive.
 """
 
 from __future__ import annotations
@@ -26,7 +33,14 @@ SAME_POSITION = 1e-4
 INSIDE_FRACTION = 0.1
 #: Slopes of measured against predicted loudness are clamped to this range (a plant may be half or twice
 #: as sensitive as the model; beyond that a step would be wild).
-SLOPE_RANGE = (0.2, 5.0)
+SLOPE_RANGE = (0.5, 2.0)
+#: One measurement scales the model's processing cost (`Step.cost_scale`) only where the model spends at
+#: least this much loudness on processing (LU): below it the ratio is noise, and the offset is all it says.
+MIN_COST_LU = 1.0
+#: The cost scale's range. Above 1 (the plant processes harder than the model) the scaled model's rise
+#: could turn negative, so it stops at 1 and the offset takes the rest; below the floor a ratio says more
+#: about an offset than about the plant's limiter.
+COST_SCALE_RANGE = (0.2, 1.0)
 
 
 @dataclass(frozen=True)
@@ -126,27 +140,55 @@ def build_line(
 @dataclass(frozen=True)
 class Point:
     """One measured export: its position on the line (None when off it), the model's loudness for it and
-    the measured one."""
+    the measured one, and (when known) the model's loudness of the same gains with no processing at all."""
 
     position: float | None
     predicted: float
     measured: float
+    linear: float | None = None
 
 
 @dataclass(frozen=True)
 class Step:
     position: float
-    #: "model" (one measurement: the model's slope), "secant", "bisect", "end" (an end of the line) or
-    #: "exhausted" (the position is measured already: only an end can be, when the target is beyond it)
+    #: "model" (one measurement: the model's slope), "scaled" (the model with its processing cost scaled
+    #: to the measurements), "secant", "bisect", "end" (an end of the line) or "exhausted" (the position
+    #: is measured already: only an end can be, when the target is beyond it)
     how: str
-    #: The correction the step was made with: measured = `measured` + `slope` x (predicted - `predicted`).
+    #: The correction the step was made with: measured = `measured` + `slope` x (reshaped - `predicted`),
+    #: where `reshaped` is the model's loudness with its processing cost scaled (`reshaped`).
     predicted: float = 0.0
     measured: float = 0.0
     slope: float = 1.0
+    #: Where the measurement nearest the target was made with the model processing hard: the share of the
+    #: model's processing cost (its unprocessed loudness less its loudness) the plant showed there, and the
+    #: offset that remains at that point (nonzero only where the share hit `COST_SCALE_RANGE`).
+    cost_scale: float | None = None
+    offset: float = 0.0
+    #: How the share changes with the model's cost (per LU of it, from `cost_at`), where two measurements
+    #: on one side of the target show it.
+    cost_trend: float = 0.0
+    cost_at: float = 0.0
 
-    def expected(self, predicted: float) -> float:
-        """The corrected loudness of a setting the bare model predicts at `predicted`."""
-        return self.measured + self.slope * (predicted - self.predicted)
+    def reshaped(self, predicted: float, linear: float | None) -> float:
+        """The model's loudness with its processing cost scaled (the bare model without a scale)."""
+        if self.cost_scale is None or linear is None:
+            return predicted
+        cost = linear - predicted
+        scale = self.cost_scale + self.cost_trend * (cost - self.cost_at)
+        scale = min(COST_SCALE_RANGE[1], max(COST_SCALE_RANGE[0], scale))
+        return corrected(predicted, linear, scale) + self.offset
+
+    def expected(self, predicted: float, linear: float | None = None) -> float:
+        """The corrected loudness of a setting the bare model predicts at `predicted` (and, with nothing
+        processed, at `linear`)."""
+        return self.measured + self.slope * (self.reshaped(predicted, linear) - self.predicted)
+
+
+def corrected(predicted: float, linear: float, cost_scale: float) -> float:
+    """The model's loudness with its processing cost scaled: what is known exactly (the gains, and loudness
+    is a level in dB) stays, and only what the compressor and limiter take off is corrected."""
+    return linear - cost_scale * (linear - predicted)
 
 
 def next_position(
@@ -154,6 +196,7 @@ def next_position(
     target: float,
     predicted_at: Callable[[float], float],
     tolerance: float | None = None,
+    linear_at: Callable[[float], float] | None = None,
 ) -> Step:
     """Where on the line to export next so the measured loudness lands on `target`.
 
@@ -166,21 +209,54 @@ def next_position(
 
     With a `tolerance`, while every measurement so far falls short on one side, an end of the line that the
     corrected model expects to reach the target by no more than the tolerance is tried at once: it either
-    passes or is the measurement that proves the target out of reach, one export sooner."""
+    passes or is the measurement that proves the target out of reach, one export sooner.
+
+    With `linear_at` (the model's loudness of the same gains with nothing processed) and one measurement
+    where the model processes hard, the step scales the model's processing cost instead of adding an offset
+    (`cost_scale`): a plant whose limiter takes off less than the model's is also less flattened by drive,
+    so an offset alone keeps the model's slope and steps past the target."""
     if not points:
         raise ValueError("next_position needs at least one measurement")
     # The model's loudness is finite wherever the chain plays something; a silent point says nothing.
     points = [p for p in points if math.isfinite(p.predicted) and math.isfinite(p.measured)] or list(points)
     by_miss = sorted(points, key=lambda p: abs(p.measured - target))
     near = by_miss[0]
+    # The model the step corrects: the bare one, or (where the nearest measurement shows how much of the
+    # model's processing cost the plant really takes off) the model with that cost scaled to match.
+    share = _cost_share(near) if linear_at is not None else None
+    cost_scale, offset, clamped = share if share is not None else (None, 0.0, False)
+    trend, cost_at, two_point = 0.0, 0.0, False
+    if cost_scale is not None and not clamped and near.linear is not None:
+        # A second measurement on the same side of the target shows how the share changes with the cost
+        # (a limiter whose attack or release differs from the model's takes off a share that grows with
+        # drive). The two points then fit the reshaped model exactly, and no secant is needed.
+        cost_at = near.linear - near.predicted
+        for o in by_miss[1:]:
+            if o.linear is None or (o.measured - target) * (near.measured - target) <= 0:
+                continue
+            cost = o.linear - o.predicted
+            if cost >= MIN_COST_LU and abs(cost - cost_at) >= MIN_COST_LU:
+                trend = ((o.linear - o.measured) / cost - cost_scale) / (cost - cost_at)
+                two_point = True
+                break
+    shape = Step(0.0, "model", cost_scale=cost_scale, offset=offset, cost_trend=trend, cost_at=cost_at)
+
+    def model_at(pos: float) -> float:
+        return shape.reshaped(predicted_at(pos), None if linear_at is None else linear_at(pos))
+
+    def model_of(p: Point) -> float:
+        return shape.reshaped(p.predicted, p.linear)
+
     slope = 1.0
-    other = next((p for p in by_miss[1:] if abs(p.predicted - near.predicted) > 0.05), None)
+    other = None
+    if not two_point:
+        other = next((p for p in by_miss[1:] if abs(model_of(p) - model_of(near)) > 0.05), None)
     if other is not None:
-        slope = (near.measured - other.measured) / (near.predicted - other.predicted)
+        slope = (near.measured - other.measured) / (model_of(near) - model_of(other))
         slope = min(SLOPE_RANGE[1], max(SLOPE_RANGE[0], slope)) if slope > 0 else 1.0
-    want = near.predicted + (target - near.measured) / slope
-    position = invert(predicted_at, want)
-    how = "secant" if other is not None else "model"
+    want = model_of(near) + (target - near.measured) / slope
+    position = invert(model_at, want)
+    how = "secant" if other is not None else "model" if cost_scale is None else "scaled"
 
     on_line = [p.position for p in points if p.position is not None]
     below = [p.position for p in points if p.position is not None and p.measured < target]
@@ -210,13 +286,17 @@ def next_position(
         position, how = lo + 0.5 * (1.0 - lo), "bisect"
     elif hi is not None and position >= hi - SAME_POSITION:
         position, how = 0.5 * hi, "bisect"
-    slope_step = Step(position, how, near.predicted, near.measured, slope)
+    slope_step = Step(position, how, model_of(near), near.measured, slope, cost_scale, offset, trend, cost_at)
+
+    def expected_at(pos: float) -> float:
+        return slope_step.expected(predicted_at(pos), None if linear_at is None else linear_at(pos))
+
     measured_at = {round(q, 6) for q in on_line}
     if tolerance is not None and hi is None and 1.0 not in measured_at:
-        if slope_step.expected(predicted_at(1.0)) <= target + tolerance:
+        if expected_at(1.0) <= target + tolerance:
             position, how = 1.0, "end"
     elif tolerance is not None and lo is None and 0.0 not in measured_at:  # noqa: SIM102
-        if slope_step.expected(predicted_at(0.0)) >= target - tolerance:
+        if expected_at(0.0) >= target - tolerance:
             position, how = 0.0, "end"
     if position >= 1.0 - SAME_POSITION:
         position, how = 1.0, "end"
@@ -224,7 +304,23 @@ def next_position(
         position, how = 0.0, "end"
     if any(abs(position - q) <= SAME_POSITION for q in on_line):
         how = "exhausted"  # the line has nothing new to offer here: its end is measured and misses
-    return Step(position, how, near.predicted, near.measured, slope)
+    return Step(position, how, model_of(near), near.measured, slope, cost_scale, offset, trend, cost_at)
+
+
+def _cost_share(near: Point) -> tuple[float, float, bool] | None:
+    """The share of the model's processing cost that the measurement showed, clamped to
+    `COST_SCALE_RANGE`; the offset that then remains at the measurement (zero unless clamped); and whether
+    it was clamped. None where the model hardly processes there, and the ratio would be noise."""
+    if near.linear is None or not math.isfinite(near.linear):
+        return None
+    cost = near.linear - near.predicted
+    if cost < MIN_COST_LU:
+        return None
+    raw = (near.linear - near.measured) / cost
+    scale = min(COST_SCALE_RANGE[1], max(COST_SCALE_RANGE[0], raw))
+    if scale == raw:
+        return scale, 0.0, False
+    return scale, near.measured - corrected(near.predicted, near.linear, scale), True
 
 
 def invert(

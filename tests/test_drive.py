@@ -147,3 +147,36 @@ def test_a_bracket_is_bisected_when_the_secant_would_leave_it() -> None:
     points = [Point(0.2, -30.0, plant(0.2)), Point(0.8, -29.9, plant(0.8))]  # a flat, useless model
     step = next_position(points, -14.0, lambda s: -30.0 + 0.1 * s)
     assert 0.2 < step.position < 0.8
+
+
+def test_one_export_scales_the_models_processing_cost_instead_of_adding_an_offset() -> None:
+    """The third-party rig's case: its limiter takes off half the loudness the model's does, so the model's
+    first pick is 8 LU too loud. An offset keeps the model's flat slope and steps 8 LU too far the other
+    way; scaling what the processing costs lands on the target at the next export."""
+    linear = lambda s: -30.0 + 40.0 * s  # noqa: E731  # the gains alone
+    model = lambda s: linear(s) - 0.8 * max(0.0, linear(s) + 18.0)  # noqa: E731
+    plant = lambda s: linear(s) - 0.4 * max(0.0, linear(s) + 18.0)  # noqa: E731
+    first = 0.8  # where the model puts -14
+    assert model(first) == pytest.approx(-14.0)
+    points = [Point(first, model(first), plant(first), linear(first))]
+    step = next_position(points, -14.0, model, 0.5, linear)
+    assert step.cost_scale == pytest.approx(0.5)
+    assert plant(step.position) == pytest.approx(-14.0, abs=0.02)
+    assert step.expected(model(step.position), linear(step.position)) == pytest.approx(-14.0, abs=0.02)
+    offset_only = next_position(points, -14.0, model, 0.5)
+    assert abs(plant(offset_only.position) + 14.0) > 5.0  # the failure the scale fixes
+
+
+@pytest.mark.parametrize(("cost", "measured"), [(0.5, -13.0), (4.0, -30.0), (4.0, -10.0)])
+def test_the_cost_scale_is_trusted_only_where_the_model_processes_and_within_its_range(
+    cost: float, measured: float
+) -> None:
+    """Half an LU of modelled processing says nothing about a scale: the measurement is an offset. A
+    scale beyond its range is clamped, and the offset takes the rest, so the measured point stays exact."""
+    point = Point(0.5, -14.0, measured, -14.0 + cost)
+    step = next_position([point], -14.0, lambda s: -14.0 + 4.0 * (s - 0.5), 0.5, lambda s: -14.0 + cost)
+    if cost < 1.0:
+        assert step.cost_scale is None
+    else:
+        assert step.cost_scale is not None and 0.2 <= step.cost_scale <= 1.0
+    assert step.expected(point.predicted, point.linear) == pytest.approx(measured)

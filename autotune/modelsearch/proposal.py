@@ -76,9 +76,10 @@ class Proposal:
     peak_db: float  # corrected
     reachable: bool
     exports_used: int
-    #: How the setting was chosen: "model" (the model alone), "secant"/"bisect" (a step along the drive
-    #: line, see autotune.drive), "end" (an end of that line), "offline" (the kernel-corrected model, for
-    #: --refine or a space without gains), "exhausted" (the end of the line is measured and misses).
+    #: How the setting was chosen: "model" (the model alone), "scaled" (the model with its processing
+    #: cost scaled to the exports), "secant"/"bisect" (a step along the drive line; all three see
+    #: autotune.drive), "end" (an end of that line), "offline" (the kernel-corrected model, for --refine
+    #: or a space without gains), "exhausted" (the end of the line is measured and misses).
     how: str = "model"
     #: Set when the end of the drive line in the direction of the shortfall has been exported and still
     #: misses by more than the tolerance: the physics, not the model, says the target is out of reach.

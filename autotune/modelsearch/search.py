@@ -39,6 +39,20 @@ from autotune.vocabulary.roles import Role
 from objectives import Choice, Dim, Range
 
 
+def unprocessed(chain: ChainParams) -> ChainParams:
+    """`chain` with its gains and nothing else: a Glue whose Range is 0 dB does not compress (Live's
+    manual), and a ceiling far above any signal leaves the Limiter idle."""
+    return replace(
+        chain,
+        glue=replace(chain.glue, range_db=0.0, peak_clip=False),
+        limiter=replace(chain.limiter, ceiling_db=UNPROCESSED_CEILING_DB, mode="standard"),
+    )
+
+
+#: A Limiter ceiling no export reaches: the Limiter then passes its input (times its gain) unchanged.
+UNPROCESSED_CEILING_DB = 200.0
+
+
 @dataclass
 class ModelSearch:
     """The chain model of one study: space, targets, the device roles and the chain state outside the space."""
@@ -205,21 +219,31 @@ class ModelSearch:
 
     def _step(self, line: DriveLine, obs: Sequence[Observation]) -> Proposal:
         into, after = peaks.levels(self, obs)
-        points = [
-            Point(line.position_of(o.params), self.loudness(self.chain_for(o.params), into, after), o.lufs)
-            for o in obs
-        ]
-        points += [Point(None, self.loudness(pr.chain, into, after), pr.lufs) for pr in self.prior]
+
+        def point(position: float | None, chain: ChainParams, measured: float) -> Point:
+            return Point(
+                position,
+                self.loudness(chain, into, after),
+                measured,
+                self.loudness(unprocessed(chain), into, after),
+            )
+
+        points = [point(line.position_of(o.params), self.chain_for(o.params), o.lufs) for o in obs]
+        points += [point(None, pr.chain, pr.lufs) for pr in self.prior]
         on_line = [q for q in points if q.position is not None]
         step = next_position(
             on_line if len(on_line) >= 2 else points,
             self.target_lufs,
             lambda pos: self.loudness(self.chain_for(line.at(pos)), into, after),
             self.tolerance,
+            (lambda pos: self.loudness(unprocessed(self.chain_for(line.at(pos))), into, after)),
         )
         flat = line.at(step.position)
         p = self.predict(flat)
-        lufs = step.expected(self.loudness(self.chain_for(flat), into, after))
+        chain = self.chain_for(flat)
+        lufs = step.expected(
+            self.loudness(chain, into, after), self.loudness(unprocessed(chain), into, after)
+        )
         peak = peaks.corrected_peak(self, flat, obs)
         reachable = (
             abs(lufs - self.target_lufs) <= self.tolerance
