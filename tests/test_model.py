@@ -31,6 +31,7 @@ from autotune.modelsearch import (
     chain_params,
     features,
     gated_lufs,
+    unprocessed,
 )
 from autotune.trial import REFERENCE_ID
 from objectives import Dim, Range, unflatten
@@ -207,6 +208,24 @@ def test_a_first_proposal_hits_the_target_and_an_observed_offset_moves_the_next_
     lufs2, peak2 = measure(audio, second.params)
     assert abs(lufs2 - offset - target) <= tol  # on the plant, the second proposal passes
     assert peak2 <= limit
+
+
+def test_the_unprocessed_chain_is_the_dry_reference_plus_its_gains(
+    short_demo: tuple[NDArray[np.float64], DryFeatures],
+) -> None:
+    """What the drive line's step scales is the loudness the processing costs: the same gains with the
+    Glue and the Limiter doing nothing. That must be the dry reference plus the gains, exactly, whatever
+    the threshold, ratio or ceiling, or the scale learnt from an export is wrong."""
+    _, feats = short_demo
+    search = ModelSearch(feats, STREAMING_SPACE, ROLES, ChainParams(), -14.0, -1.0, 0.5)
+    dry = search.loudness(ChainParams(glue=GlueParams(on=False), limiter=LimiterParams(on=False)))
+    chain = ChainParams(
+        glue=GlueParams(threshold_db=-30.0, ratio=10.0, makeup_db=4.0, peak_clip=True),
+        limiter=LimiterParams(gain_db=9.0, ceiling_db=-6.0, mode="soft_clip"),
+        fader_db=-2.0,
+    )
+    assert search.loudness(chain) < dry + 11.0 - 3.0  # the chain itself works hard here
+    assert search.loudness(unprocessed(chain)) == pytest.approx(dry + 4.0 + 9.0 - 2.0, abs=0.01)
 
 
 # -- 3. out of reach ---------------------------------------------------------------------------------
@@ -750,23 +769,27 @@ THIRD_PARTY_SPACE = {
 }
 
 
-def _third_party(monkeypatch: pytest.MonkeyPatch) -> None:
+def _third_party(monkeypatch: pytest.MonkeyPatch, song: str = "amen") -> None:
     pytest.importorskip("pedalboard")
-    if not Path("/usr/share/sonic-pi/samples/loop_amen.flac").is_file():
+    if not Path(f"/usr/share/sonic-pi/samples/loop_{song}.flac").is_file():
         pytest.skip("needs Debian's sonic-pi-samples (the CC0 loops); .ci/run installs it")
     monkeypatch.setenv("AUTOTUNE_SIM_PHYSICS", "pedalboard")
-    monkeypatch.setenv("AUTOTUNE_SIM_SONG", "rec-amen")
+    monkeypatch.setenv("AUTOTUNE_SIM_SONG", f"rec-{song}")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("target", "limit"), [(-12.0, -1.0), (-12.0, -6.0)])
+@pytest.mark.parametrize(
+    ("song", "target", "limit"), [("amen", -12.0, -1.0), ("amen", -12.0, -6.0), ("tabla", -12.0, -1.0)]
+)
 def test_a_plant_we_did_not_write_on_a_real_recording_passes(
-    model_project: Path, monkeypatch: pytest.MonkeyPatch, target: float, limit: float
+    model_project: Path, monkeypatch: pytest.MonkeyPatch, song: str, target: float, limit: float
 ) -> None:
-    """JUCE's Compressor (pedalboard) as Live's Glue and Limiter, on Sonic Pi's amen break: a model built on
-    other DSP (a Limiter with look-ahead) is off by 2-3 LU at first; the drive line must still get there,
-    and never call it out of reach. -12 under -6 dBFS lies 0.9 LU under the most this chain can give."""
-    _third_party(monkeypatch)
+    """JUCE's Compressor (pedalboard) as Live's Glue and Limiter, on Sonic Pi's loops: a model built on
+    other DSP (a Limiter with look-ahead) is off by 3 LU at first; the drive line must still get there,
+    and never call it out of reach. -12 under -6 dBFS lies 0.9 LU under the most this chain can give. On
+    the tabla the model's first pick is 3.1 LU too loud and the plant saturates above it: an offset there
+    stepped past the target (5 exports), the scaled processing cost does not."""
+    _third_party(monkeypatch, song)
     config = write_config(
         model_project,
         "streaming.json",
@@ -777,8 +800,8 @@ def test_a_plant_we_did_not_write_on_a_real_recording_passes(
     )
     assert main(["optimize", config, "--sampler", "model", "--trials", "12"]) == 0
     rows = receipts(model_project)
-    # The dry reference included; measured 4 and 2, and 5 is the benchmark's worst case on this plant.
-    assert len(rows) <= 5, [r["results"]["lufs_i"] for r in rows]
+    # The dry reference included; measured 3, 2 and 4. 4 is the benchmark's worst case on this plant.
+    assert len(rows) <= 4, [r["results"]["lufs_i"] for r in rows]
     last = rows[-1]["results"]
     assert last["pass_lufs"] and last["pass_peak"]
 
