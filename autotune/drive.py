@@ -20,9 +20,10 @@ as much is also about half as flattened by more drive.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from objectives import Dim, Range
 
@@ -31,14 +32,16 @@ SAME_POSITION = 1e-4
 #: A secant step must land at least this fraction of the bracket inside it, or the bracket is bisected:
 #: that bounds the number of steps even when the secant creeps towards one end.
 INSIDE_FRACTION = 0.1
-#: Slopes of measured against predicted loudness are clamped to this range (a plant may be half or twice
-#: as sensitive as the model; beyond that a step would be wild).
+#: Secant slopes of measured against the (reshaped) model's loudness are clamped to this range: a plant
+#: may be half or twice as sensitive as the model; beyond that, two exports on one side of a curved plant
+#: say more about its curve than about its slope, and a step would be wild.
 SLOPE_RANGE = (0.5, 2.0)
-#: One measurement scales the model's processing cost (`Step.cost_scale`) only where the model spends at
-#: least this much loudness on processing (LU): below it the ratio is noise, and the offset is all it says.
+#: An export teaches the share of the model's processing cost the plant shows (`CostShare`) only where the
+#: model spends at least this much loudness on processing there (LU): below it the ratio is noise, and the
+#: export's offset is all it says.
 MIN_COST_LU = 1.0
-#: The cost scale's range. Above 1 (the plant processes harder than the model) the scaled model's rise
-#: could turn negative, so it stops at 1 and the offset takes the rest; below the floor a ratio says more
+#: One export's share is clamped to this range, and the offset takes the rest. Above 1 the plant processes
+#: harder than the model, where the model's own slope serves (an offset); below the floor a ratio says more
 #: about an offset than about the plant's limiter.
 COST_SCALE_RANGE = (0.2, 1.0)
 
@@ -156,28 +159,20 @@ class Step:
     #: is measured already: only an end can be, when the target is beyond it)
     how: str
     #: The correction the step was made with: measured = `measured` + `slope` x (reshaped - `predicted`),
-    #: where `reshaped` is the model's loudness with its processing cost scaled (`reshaped`).
+    #: where `reshaped` is the model with its processing cost scaled (`share`), and `predicted` is the
+    #: reshaped loudness at the measurement nearest the target.
     predicted: float = 0.0
     measured: float = 0.0
     slope: float = 1.0
-    #: Where the measurement nearest the target was made with the model processing hard: the share of the
-    #: model's processing cost (its unprocessed loudness less its loudness) the plant showed there, and the
-    #: offset that remains at that point (nonzero only where the share hit `COST_SCALE_RANGE`).
-    cost_scale: float | None = None
-    offset: float = 0.0
-    #: How the share changes with the model's cost (per LU of it, from `cost_at`), where two measurements
-    #: on one side of the target show it.
-    cost_trend: float = 0.0
-    cost_at: float = 0.0
+    share: CostShare | None = None
 
     def reshaped(self, predicted: float, linear: float | None) -> float:
-        """The model's loudness with its processing cost scaled (the bare model without a scale)."""
-        if self.cost_scale is None or linear is None:
+        """The model's loudness with its processing cost scaled (the bare model without a share)."""
+        if self.share is None:
             return predicted
-        cost = linear - predicted
-        scale = self.cost_scale + self.cost_trend * (cost - self.cost_at)
-        scale = min(COST_SCALE_RANGE[1], max(COST_SCALE_RANGE[0], scale))
-        return corrected(predicted, linear, scale) + self.offset
+        if linear is None:
+            raise ValueError("a step made with a cost share needs the unprocessed loudness too")
+        return self.share.reshaped(predicted, linear)
 
     def expected(self, predicted: float, linear: float | None = None) -> float:
         """The corrected loudness of a setting the bare model predicts at `predicted` (and, with nothing
@@ -185,10 +180,40 @@ class Step:
         return self.measured + self.slope * (self.reshaped(predicted, linear) - self.predicted)
 
 
-def corrected(predicted: float, linear: float, cost_scale: float) -> float:
-    """The model's loudness with its processing cost scaled: what is known exactly (the gains, and loudness
-    is a level in dB) stays, and only what the compressor and limiter take off is corrected."""
-    return linear - cost_scale * (linear - predicted)
+@dataclass(frozen=True)
+class CostShare:
+    """What the plant's processing takes off, as a function of what the model's takes off at the same
+    setting (its cost c: the unprocessed loudness less the predicted one).
+
+    The plant's cost G(c) rises with slope `at_zero` + 2 `trend` c, clamped to 0..1: one export gives a
+    constant share (G = s c), two on one side of the target a share that changes with the cost (a limiter
+    whose attack or release differs from the model's takes off a share that grows with drive). Its slope
+    stays within 0..1, so the reshaped loudness rises by (1 - G') x the unprocessed rise + G' x the model's,
+    never falls where the model does not, and the step can invert it. `offset` makes it exact at the
+    export nearest the target."""
+
+    at_zero: float
+    trend: float = 0.0
+    offset: float = 0.0
+
+    def cost(self, model_cost: float) -> float:
+        """G(c): the integral of the clamped slope from 0 to c."""
+        c = max(0.0, model_cost)
+        a, b = self.at_zero, 2.0 * self.trend
+        if b == 0.0:
+            return c * min(1.0, max(0.0, a))
+        cuts = sorted({0.0, c, *(u for u in (-a / b, (1.0 - a) / b) if 0.0 < u < c)})
+        total = 0.0
+        for lo, hi in itertools.pairwise(cuts):
+            rise = a + b * 0.5 * (lo + hi)  # one regime per piece: it cannot change between the cuts
+            if rise >= 1.0:
+                total += hi - lo
+            elif rise > 0.0:
+                total += a * (hi - lo) + 0.5 * b * (hi * hi - lo * lo)
+        return total
+
+    def reshaped(self, predicted: float, linear: float) -> float:
+        return linear - self.cost(linear - predicted) + self.offset
 
 
 def next_position(
@@ -200,46 +225,33 @@ def next_position(
 ) -> Step:
     """Where on the line to export next so the measured loudness lands on `target`.
 
-    The step is a secant of measured against predicted loudness through the two measurements nearest the
-    target (one measurement: the model's own slope), mapped back to a position by inverting the model along
-    the line. It is then safeguarded by the measurements on the line: it must land inside the bracket they
-    form around the target (else the bracket is bisected), and never on a measured position. Loudness is
-    monotone along the line, so the bracket shrinks every step and the search converges whatever the model
-    says; the model only makes it fast.
+    The step corrects the model by the measurements nearest the target and inverts it along the line:
+    - With `linear_at` (the model's loudness of the same gains with nothing processed) and points that
+      carry it, where the model processes by at least `MIN_COST_LU` at the nearest one, the model's
+      processing cost is scaled to what the plant showed (`CostShare`, step "scaled"): by that one export,
+      or by two on the same side of the target, which fit how the share changes with drive.
+    - Otherwise a secant of measured against (reshaped) predicted loudness through the two nearest, its
+      slope clamped to `SLOPE_RANGE`; one measurement alone is an offset on the model (step "model").
+    The step is then safeguarded by the measurements on the line: it must land inside the bracket they form
+    around the target (regula falsi on the measurements alone, else the bracket is bisected), and never on
+    a measured position. Loudness is monotone along the line, so the bracket shrinks every step and the
+    search converges whatever the model says; the model only makes it fast.
 
     With a `tolerance`, while every measurement so far falls short on one side, an end of the line that the
     corrected model expects to reach the target by no more than the tolerance is tried at once: it either
-    passes or is the measurement that proves the target out of reach, one export sooner.
-
-    With `linear_at` (the model's loudness of the same gains with nothing processed) and one measurement
-    where the model processes hard, the step scales the model's processing cost instead of adding an offset
-    (`cost_scale`): a plant whose limiter takes off less than the model's is also less flattened by drive,
-    so an offset alone keeps the model's slope and steps past the target."""
+    passes or is the measurement that proves the target out of reach, one export sooner."""
     if not points:
         raise ValueError("next_position needs at least one measurement")
     # The model's loudness is finite wherever the chain plays something; a silent point says nothing.
     points = [p for p in points if math.isfinite(p.predicted) and math.isfinite(p.measured)] or list(points)
     by_miss = sorted(points, key=lambda p: abs(p.measured - target))
     near = by_miss[0]
-    # The model the step corrects: the bare one, or (where the nearest measurement shows how much of the
-    # model's processing cost the plant really takes off) the model with that cost scaled to match.
-    share = _cost_share(near) if linear_at is not None else None
-    cost_scale, offset, clamped = share if share is not None else (None, 0.0, False)
-    trend, cost_at, two_point = 0.0, 0.0, False
-    if cost_scale is not None and not clamped and near.linear is not None:
-        # A second measurement on the same side of the target shows how the share changes with the cost
-        # (a limiter whose attack or release differs from the model's takes off a share that grows with
-        # drive). The two points then fit the reshaped model exactly, and no secant is needed.
-        cost_at = near.linear - near.predicted
-        for o in by_miss[1:]:
-            if o.linear is None or (o.measured - target) * (near.measured - target) <= 0:
-                continue
-            cost = o.linear - o.predicted
-            if cost >= MIN_COST_LU and abs(cost - cost_at) >= MIN_COST_LU:
-                trend = ((o.linear - o.measured) / cost - cost_scale) / (cost - cost_at)
-                two_point = True
-                break
-    shape = Step(0.0, "model", cost_scale=cost_scale, offset=offset, cost_trend=trend, cost_at=cost_at)
+    # The model the step corrects: the bare one, or (where the measurements show how much of the model's
+    # processing cost the plant really takes off) the model with that cost scaled to match.
+    # Every point must say what its gains alone give, or none is reshaped: a mix would compare two models.
+    known = all(p.linear is not None and math.isfinite(p.linear) for p in points)
+    share = _cost_share(near, by_miss[1:], target) if linear_at is not None and known else None
+    shape = Step(0.0, "model", share=share)
 
     def model_at(pos: float) -> float:
         return shape.reshaped(predicted_at(pos), None if linear_at is None else linear_at(pos))
@@ -249,14 +261,14 @@ def next_position(
 
     slope = 1.0
     other = None
-    if not two_point:
+    if share is None or not share.trend:  # a share fitted to two exports needs no secant
         other = next((p for p in by_miss[1:] if abs(model_of(p) - model_of(near)) > 0.05), None)
     if other is not None:
         slope = (near.measured - other.measured) / (model_of(near) - model_of(other))
         slope = min(SLOPE_RANGE[1], max(SLOPE_RANGE[0], slope)) if slope > 0 else 1.0
     want = model_of(near) + (target - near.measured) / slope
     position = invert(model_at, want)
-    how = "secant" if other is not None else "model" if cost_scale is None else "scaled"
+    how = "secant" if other is not None else "model" if share is None else "scaled"
 
     on_line = [p.position for p in points if p.position is not None]
     below = [p.position for p in points if p.position is not None and p.measured < target]
@@ -286,7 +298,7 @@ def next_position(
         position, how = lo + 0.5 * (1.0 - lo), "bisect"
     elif hi is not None and position >= hi - SAME_POSITION:
         position, how = 0.5 * hi, "bisect"
-    slope_step = Step(position, how, model_of(near), near.measured, slope, cost_scale, offset, trend, cost_at)
+    slope_step = Step(position, how, model_of(near), near.measured, slope, share)
 
     def expected_at(pos: float) -> float:
         return slope_step.expected(predicted_at(pos), None if linear_at is None else linear_at(pos))
@@ -304,23 +316,29 @@ def next_position(
         position, how = 0.0, "end"
     if any(abs(position - q) <= SAME_POSITION for q in on_line):
         how = "exhausted"  # the line has nothing new to offer here: its end is measured and misses
-    return Step(position, how, model_of(near), near.measured, slope, cost_scale, offset, trend, cost_at)
+    return Step(position, how, model_of(near), near.measured, slope, share)
 
 
-def _cost_share(near: Point) -> tuple[float, float, bool] | None:
-    """The share of the model's processing cost that the measurement showed, clamped to
-    `COST_SCALE_RANGE`; the offset that then remains at the measurement (zero unless clamped); and whether
-    it was clamped. None where the model hardly processes there, and the ratio would be noise."""
-    if near.linear is None or not math.isfinite(near.linear):
+def _cost_share(near: Point, others: Sequence[Point], target: float) -> CostShare | None:
+    """The share of the model's processing cost the exports showed: from the one nearest the target, or
+    (when the next nearest lies on the same side of the target at another model cost) from both. None
+    where the model hardly processes at the nearest one, and the ratio would be noise."""
+    if near.linear is None:
         return None
     cost = near.linear - near.predicted
     if cost < MIN_COST_LU:
         return None
     raw = (near.linear - near.measured) / cost
-    scale = min(COST_SCALE_RANGE[1], max(COST_SCALE_RANGE[0], raw))
-    if scale == raw:
-        return scale, 0.0, False
-    return scale, near.measured - corrected(near.predicted, near.linear, scale), True
+    share = CostShare(min(COST_SCALE_RANGE[1], max(COST_SCALE_RANGE[0], raw)))
+    second = others[0] if others else None
+    if share.at_zero == raw and second is not None and second.linear is not None:
+        c = second.linear - second.predicted
+        same_side = (second.measured - target) * (near.measured - target) > 0
+        if same_side and c >= MIN_COST_LU and abs(c - cost) >= MIN_COST_LU:
+            # The share as a line through both exports' shares; G = c x share(c) where its slope allows.
+            trend = ((second.linear - second.measured) / c - raw) / (c - cost)
+            share = CostShare(raw - trend * cost, trend)
+    return replace(share, offset=near.measured - share.reshaped(near.predicted, near.linear))
 
 
 def invert(

@@ -151,32 +151,112 @@ def test_a_bracket_is_bisected_when_the_secant_would_leave_it() -> None:
 
 def test_one_export_scales_the_models_processing_cost_instead_of_adding_an_offset() -> None:
     """The third-party rig's case: its limiter takes off half the loudness the model's does, so the model's
-    first pick is 8 LU too loud. An offset keeps the model's flat slope and steps 8 LU too far the other
-    way; scaling what the processing costs lands on the target at the next export."""
+    first pick is 8 LU too loud. An offset keeps the model's flat slope and steps far past the target the
+    other way; scaling what the processing costs lands on the target at the next export."""
     linear = lambda s: -30.0 + 40.0 * s  # noqa: E731  # the gains alone
     model = lambda s: linear(s) - 0.8 * max(0.0, linear(s) + 18.0)  # noqa: E731
     plant = lambda s: linear(s) - 0.4 * max(0.0, linear(s) + 18.0)  # noqa: E731
     first = 0.8  # where the model puts -14
-    assert model(first) == pytest.approx(-14.0)
+    assert model(first) == pytest.approx(-14.0, abs=1e-9)
     points = [Point(first, model(first), plant(first), linear(first))]
     step = next_position(points, -14.0, model, 0.5, linear)
-    assert step.cost_scale == pytest.approx(0.5)
+    assert step.how == "scaled" and step.share is not None
+    assert step.share.at_zero == pytest.approx(0.5, abs=1e-9) and step.share.offset == pytest.approx(
+        0.0, abs=1e-9
+    )
     assert plant(step.position) == pytest.approx(-14.0, abs=0.02)
     assert step.expected(model(step.position), linear(step.position)) == pytest.approx(-14.0, abs=0.02)
     offset_only = next_position(points, -14.0, model, 0.5)
-    assert abs(plant(offset_only.position) + 14.0) > 5.0  # the failure the scale fixes
+    assert abs(plant(offset_only.position) + 14.0) > 10 * abs(plant(step.position) + 14.0)
 
 
-@pytest.mark.parametrize(("cost", "measured"), [(0.5, -13.0), (4.0, -30.0), (4.0, -10.0)])
-def test_the_cost_scale_is_trusted_only_where_the_model_processes_and_within_its_range(
-    cost: float, measured: float
+@pytest.mark.parametrize(
+    ("cost", "measured", "how", "share", "offset"),
+    [
+        (0.5, -13.0, "model", None, None),  # half an LU of processing says nothing about a share
+        (4.0, -12.0, "scaled", 0.5, 0.0),
+        (4.0, -30.0, "scaled", 1.0, -16.0),  # processes harder than the model: its slope, and an offset
+        (4.0, -10.0, "scaled", 0.2, 0.8),  # hardly at all: the floor, and an offset
+    ],
+)
+def test_one_exports_share_is_trusted_where_the_model_processes_and_clamped_to_its_range(
+    cost: float, measured: float, how: str, share: float | None, offset: float | None
 ) -> None:
-    """Half an LU of modelled processing says nothing about a scale: the measurement is an offset. A
-    scale beyond its range is clamped, and the offset takes the rest, so the measured point stays exact."""
+    """Clamped or not, the reshaped model passes through the export it was learnt from."""
     point = Point(0.5, -14.0, measured, -14.0 + cost)
     step = next_position([point], -14.0, lambda s: -14.0 + 4.0 * (s - 0.5), 0.5, lambda s: -14.0 + cost)
-    if cost < 1.0:
-        assert step.cost_scale is None
+    assert step.how == how or step.how in ("end", "bisect")
+    if share is None:
+        assert step.share is None
     else:
-        assert step.cost_scale is not None and 0.2 <= step.cost_scale <= 1.0
-    assert step.expected(point.predicted, point.linear) == pytest.approx(measured)
+        assert step.share is not None
+        assert step.share.at_zero == pytest.approx(share, abs=1e-9)
+        assert step.share.offset == pytest.approx(offset, abs=1e-9)
+        assert step.reshaped(point.predicted, point.linear) == pytest.approx(measured, abs=1e-9)
+    assert step.expected(point.predicted, point.linear) == pytest.approx(measured, abs=1e-9)
+
+
+def _share_plant(grow: float) -> tuple[Callable[[float], float], ...]:
+    """A model whose limiter costs 0.9 LU per dB above -18 of unprocessed loudness, and a plant whose
+    limiter takes off a share of that which grows with the cost (as JUCE's does against the model's)."""
+    linear = lambda s: -30.0 + 40.0 * s  # noqa: E731
+    cost = lambda s: 0.9 * max(0.0, linear(s) + 18.0)  # noqa: E731
+    model = lambda s: linear(s) - cost(s)  # noqa: E731
+    plant = lambda s: linear(s) - min(1.0, 0.3 + grow * cost(s)) * cost(s)  # noqa: E731
+    return linear, model, plant
+
+
+def test_two_exports_on_one_side_learn_how_the_share_grows_with_drive() -> None:
+    """The tabla on JUCE's limiter: the first export (the model's pick) is far too loud, the one-export
+    share lands short, and the share measured there is smaller than at the first. A line through both
+    shares puts the third export on the target."""
+    linear, model, plant = _share_plant(0.02)
+    points = [Point(0.8, model(0.8), plant(0.8), linear(0.8))]
+    target = -12.0
+    second = next_position(points, target, model, 0.5, linear)
+    points.append(
+        Point(second.position, model(second.position), plant(second.position), linear(second.position))
+    )
+    assert plant(second.position) > target + 0.5  # still too loud: the share falls with the cost
+    third = next_position(points, target, model, 0.5, linear)
+    assert third.how == "scaled" and third.share is not None and third.share.trend > 0
+    assert plant(third.position) == pytest.approx(target, abs=0.1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    at_zero=st.floats(0.0, 1.0),
+    trend=st.floats(-0.2, 0.2),
+    offset=st.floats(-5.0, 5.0),
+    cost=st.floats(0.0, 60.0),
+)
+def test_a_reshaped_model_never_falls_where_the_model_rises(
+    at_zero: float, trend: float, offset: float, cost: float
+) -> None:
+    """The step inverts the reshaped model along the line, which needs it monotone: the plant's cost never
+    rises faster than the model's, nor falls, whatever the share's line."""
+    from autotune.drive import CostShare
+
+    share = CostShare(at_zero, trend, offset)
+    lin, pred = -10.0, -10.0 - cost
+    for dl, dc in ((0.5, 0.0), (0.5, 0.5), (0.0, -0.3), (1.0, 0.2)):  # unprocessed up, cost up or down
+        if dl - dc < 0:  # the model itself would fall
+            continue
+        after = share.reshaped(pred + dl - dc, lin + dl)
+        assert after >= share.reshaped(pred, lin) - 1e-9
+
+
+@settings(max_examples=40, deadline=None)
+@given(grow=st.floats(-0.02, 0.05), where=st.floats(0.35, 0.95), first=st.floats(0.3, 1.0))
+def test_any_share_plant_converges_with_the_cost_scaled(grow: float, where: float, first: float) -> None:
+    linear, model, plant = _share_plant(grow)
+    target = plant(where)
+    points = [Point(first, model(first), plant(first), linear(first))]
+    for _ in range(12):
+        if abs(points[-1].measured - target) <= 0.5:
+            break
+        step = next_position(points, target, model, 0.5, linear)
+        assert step.how != "exhausted", [p.measured for p in points]
+        points.append(Point(step.position, model(step.position), plant(step.position), linear(step.position)))
+    assert abs(points[-1].measured - target) <= 0.5
+    assert len(points) <= 5, [p.measured for p in points]
