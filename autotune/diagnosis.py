@@ -34,8 +34,12 @@ def diagnose(
     first: bool,
     findings: Sequence[str],
     from_cache: bool,
+    processing_share: float | None = None,
 ) -> list[str]:
-    """Sentences for the console and the receipt: empty when the export is what the model expected."""
+    """Sentences for the console and the receipt: empty when the export is what the model expected.
+
+    `processing_share` is the share of the loudness the model's processing takes off at this setting that
+    the export shows the devices took off (None where the model hardly processes)."""
     out: list[str] = []
     after = above_ceiling(peak_dbfs, ceiling_db)
     if after is not None:
@@ -48,6 +52,12 @@ def diagnose(
             cause = f"a reading the model did not understand ({findings[0]})"
         elif from_cache:
             cause = "a cached dry reference that is another arrangement's"
+        elif processing_share is not None and abs(processing_share - 1.0) > 0.1:
+            cause = (
+                f"devices that take off {processing_share:.0%} of the loudness the model's Glue and Limiter "
+                "take off at this setting (another compressor or limiter design: no look-ahead, another "
+                "release or knee); the search scales the model's processing by it from here"
+            )
         else:
             cause = (
                 "devices that drive harder or softer than the model's (another compressor or limiter design); "

@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial
 from autotune import modelsearch, receipts
 from autotune.chainstate import read_state
 from autotune.diagnosis import diagnose
+from autotune.drive import MIN_COST_LU
 from autotune.dsp.model import DryFeatures
 from autotune.errors import TrialFailed
 from autotune.live.errors import LiveReadError
@@ -309,16 +310,23 @@ def diagnose_export(
     assert session.sampler is not None
     search = session.model.search
     here = {k: float(v) for k, v in trial.params.items() if k in session.space}
+    chain = search.chain_for(here)
+    linear = search.loudness(modelsearch.unprocessed(chain))
+    model_cost = linear - search.loudness(chain)
+    share = (
+        (linear - float(results.lufs_i)) / model_cost
+        if model_cost >= MIN_COST_LU and math.isfinite(float(results.lufs_i))
+        else None
+    )
     lines = diagnose(
         peak_dbfs=float(results.peak_dbfs),
-        ceiling_db=search.chain_for(here).limiter.ceiling_db
-        if "limiter" in search.device_roles.values()
-        else None,
+        ceiling_db=chain.limiter.ceiling_db if "limiter" in search.device_roles.values() else None,
         measured_lufs=float(results.lufs_i),
         predicted_lufs=None if proposal is None else proposal.lufs,
         first=proposal is not None and not session.first_checked,
         findings=session.findings,
         from_cache=from_cache,
+        processing_share=share,
     )
     if proposal is not None:
         session.first_checked = True

@@ -214,13 +214,14 @@ def test_the_unprocessed_chain_is_the_dry_reference_plus_its_gains(
     short_demo: tuple[NDArray[np.float64], DryFeatures],
 ) -> None:
     """What the drive line's step scales is the loudness the processing costs: the same gains with the
-    Glue and the Limiter doing nothing. That must be the dry reference plus the gains, exactly, whatever
-    the threshold, ratio or ceiling, or the scale learnt from an export is wrong."""
+    Glue and the Limiter doing nothing. With the Glue fully wet that must be the dry reference plus the
+    gains, whatever the threshold, ratio, ceiling or Limiter mode, or the share learnt from an export is
+    wrong."""
     _, feats = short_demo
     search = ModelSearch(feats, STREAMING_SPACE, ROLES, ChainParams(), -14.0, -1.0, 0.5)
     dry = search.loudness(ChainParams(glue=GlueParams(on=False), limiter=LimiterParams(on=False)))
     chain = ChainParams(
-        glue=GlueParams(threshold_db=-30.0, ratio=10.0, makeup_db=4.0, peak_clip=True),
+        glue=GlueParams(threshold_db=-30.0, ratio=10.0, makeup_db=4.0),
         limiter=LimiterParams(gain_db=9.0, ceiling_db=-6.0, mode="soft_clip"),
         fader_db=-2.0,
     )
@@ -804,6 +805,9 @@ def test_a_plant_we_did_not_write_on_a_real_recording_passes(
     assert len(rows) <= 4, [r["results"]["lufs_i"] for r in rows]
     last = rows[-1]["results"]
     assert last["pass_lufs"] and last["pass_peak"]
+    if song == "tabla":  # 3.1 LU off at first: the receipt says how much of the processing JUCE's showed
+        said = " ".join(rows[1].get("diagnosis") or [])
+        assert "take off" in said and "of the loudness the model's Glue and Limiter" in said, said
 
 
 @pytest.mark.slow
