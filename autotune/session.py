@@ -311,7 +311,7 @@ def diagnose_export(
     search = session.model.search
     here = {k: float(v) for k, v in trial.params.items() if k in session.space}
     chain = search.chain_for(here)
-    linear = search.loudness(modelsearch.unprocessed(chain))
+    linear = search.unprocessed_loudness(chain)
     model_cost = linear - search.loudness(chain)
     share = (
         (linear - float(results.lufs_i)) / model_cost

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,13 @@ def test_the_unprocessed_chain_is_the_dry_reference_plus_its_gains(
     )
     assert search.loudness(chain) < dry + 11.0 - 3.0  # the chain itself works hard here
     assert search.loudness(unprocessed(chain)) == pytest.approx(dry + 4.0 + 9.0 - 2.0, abs=0.01)
+    # The shortcut the drive line uses gives the same, on rebased levels and at part Wet too.
+    half_wet = replace(chain, glue=replace(chain.glue, dry_wet=0.5))
+    for c in (chain, half_wet):
+        for into, after in ((0.0, 0.0), (-2.5, 0.0), (1.5, 3.0)):
+            assert search.unprocessed_loudness(c, into, after) == pytest.approx(
+                search.loudness(unprocessed(c), into, after), abs=1e-6
+            )
 
 
 # -- 3. out of reach ---------------------------------------------------------------------------------

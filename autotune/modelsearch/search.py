@@ -109,6 +109,26 @@ class ModelSearch:
             return self.predict_chain(chain).lufs
         return gated_lufs(self._rebased_predict(chain, input_db, after_db).energy, self.features)
 
+    def unprocessed_loudness(self, chain: ChainParams, input_db: float = 0.0, after_db: float = 0.0) -> float:
+        """`loudness(unprocessed(chain), input_db, after_db)` without running the devices' gain computers:
+        the dry reference through the gains alone. Every step along the drive line evaluates it as often as
+        the model itself, and it costs a gating instead of the Limiter's kernel."""
+        g, lim = chain.glue, chain.limiter
+        amp = 1.0
+        if g.on:
+            wet = 10.0 ** (g.makeup_db / 20.0)
+            amp = g.dry_wet * wet + (1.0 - g.dry_wet) if g.dry_wet < 1.0 else wet
+        if lim.on:
+            amp *= 10.0 ** (lim.gain_db / 20.0)
+        # As `loudness` rebases: the input by the (rounded) difference, the gain after on the fader.
+        level_db = (
+            chain.fader_db
+            if input_db == 0.0 and after_db == 0.0
+            else (round(input_db - after_db, 3) + chain.fader_db + after_db)
+        )
+        amp *= 10.0 ** (level_db / 20.0)
+        return gated_lufs(self.features.energy * (amp * amp), self.features)
+
     def peak_db(self, chain: ChainParams, input_db: float = 0.0, after_db: float = 0.0) -> float:
         """The model's sample peak of `chain` on the levels `loudness` takes."""
         peak = self._rebased_predict(chain, input_db, after_db).peak
@@ -225,7 +245,7 @@ class ModelSearch:
                 position,
                 self.loudness(chain, into, after),
                 measured,
-                self.loudness(unprocessed(chain), into, after),
+                self.unprocessed_loudness(chain, into, after),
             )
 
         points = [point(line.position_of(o.params), self.chain_for(o.params), o.lufs) for o in obs]
@@ -236,14 +256,12 @@ class ModelSearch:
             self.target_lufs,
             lambda pos: self.loudness(self.chain_for(line.at(pos)), into, after),
             self.tolerance,
-            (lambda pos: self.loudness(unprocessed(self.chain_for(line.at(pos))), into, after)),
+            lambda pos: self.unprocessed_loudness(self.chain_for(line.at(pos)), into, after),
         )
         flat = line.at(step.position)
         p = self.predict(flat)
         chain = self.chain_for(flat)
-        lufs = step.expected(
-            self.loudness(chain, into, after), self.loudness(unprocessed(chain), into, after)
-        )
+        lufs = step.expected(self.loudness(chain, into, after), self.unprocessed_loudness(chain, into, after))
         peak = peaks.corrected_peak(self, flat, obs)
         reachable = (
             abs(lufs - self.target_lufs) <= self.tolerance
