@@ -198,11 +198,12 @@ def test_one_exports_share_is_trusted_where_the_model_processes_and_clamped_to_i
 
 def _share_plant(grow: float) -> tuple[Callable[[float], float], ...]:
     """A model whose limiter costs 0.9 LU per dB above -18 of unprocessed loudness, and a plant whose
-    limiter takes off a share of that which grows with the cost (as JUCE's does against the model's)."""
+    limiter takes off a share of that which grows with the cost, from 30 % towards all of it (as JUCE's
+    does against the model's); its cost never rises faster than the model's, so it stays monotone."""
     linear = lambda s: -30.0 + 40.0 * s  # noqa: E731
     cost = lambda s: 0.9 * max(0.0, linear(s) + 18.0)  # noqa: E731
     model = lambda s: linear(s) - cost(s)  # noqa: E731
-    plant = lambda s: linear(s) - min(1.0, 0.3 + grow * cost(s)) * cost(s)  # noqa: E731
+    plant = lambda s: linear(s) - cost(s) + 0.7 * cost(s) / (1.0 + grow * cost(s))  # noqa: E731
     return linear, model, plant
 
 
@@ -210,9 +211,9 @@ def test_two_exports_on_one_side_learn_how_the_share_grows_with_drive() -> None:
     """The tabla on JUCE's limiter: the first export (the model's pick) is far too loud, the one-export
     share lands short, and the share measured there is smaller than at the first. A line through both
     shares puts the third export on the target."""
-    linear, model, plant = _share_plant(0.02)
+    linear, model, plant = _share_plant(0.08)
     points = [Point(0.8, model(0.8), plant(0.8), linear(0.8))]
-    target = -12.0
+    target = -13.0
     second = next_position(points, target, model, 0.5, linear)
     points.append(
         Point(second.position, model(second.position), plant(second.position), linear(second.position))
@@ -247,7 +248,7 @@ def test_a_reshaped_model_never_falls_where_the_model_rises(
 
 
 @settings(max_examples=40, deadline=None)
-@given(grow=st.floats(-0.02, 0.05), where=st.floats(0.35, 0.95), first=st.floats(0.3, 1.0))
+@given(grow=st.floats(0.0, 0.3), where=st.floats(0.35, 0.95), first=st.floats(0.3, 1.0))
 def test_any_share_plant_converges_with_the_cost_scaled(grow: float, where: float, first: float) -> None:
     linear, model, plant = _share_plant(grow)
     target = plant(where)
