@@ -787,9 +787,7 @@ def _third_party(monkeypatch: pytest.MonkeyPatch, song: str = "amen") -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("song", "target", "limit"), [("amen", -12.0, -1.0), ("amen", -12.0, -6.0), ("tabla", -12.0, -1.0)]
-)
+@pytest.mark.parametrize(("song", "target", "limit"), [("amen", -12.0, -6.0), ("tabla", -12.0, -1.0)])
 def test_a_plant_we_did_not_write_on_a_real_recording_passes(
     model_project: Path, monkeypatch: pytest.MonkeyPatch, song: str, target: float, limit: float
 ) -> None:
@@ -809,7 +807,8 @@ def test_a_plant_we_did_not_write_on_a_real_recording_passes(
     )
     assert main(["optimize", config, "--sampler", "model", "--trials", "12"]) == 0
     rows = receipts(model_project)
-    # The dry reference included; measured 3, 2 and 4. 4 is the benchmark's worst case on this plant.
+    # The dry reference included; measured 2 and 4 (5 before the scaled step), the benchmark's worst case
+    # on this plant. Its amen at -12/-1 takes 3, left to the benchmark to keep the suite short.
     assert len(rows) <= 4, [r["results"]["lufs_i"] for r in rows]
     last = rows[-1]["results"]
     assert last["pass_lufs"] and last["pass_peak"]
