@@ -168,16 +168,21 @@ class Step:
 
     def reshaped(self, predicted: float, linear: float | None) -> float:
         """The model's loudness with its processing cost scaled (the bare model without a share)."""
-        if self.share is None:
-            return predicted
-        if linear is None:
-            raise ValueError("a step made with a cost share needs the unprocessed loudness too")
-        return self.share.reshaped(predicted, linear)
+        return reshaped(self.share, predicted, linear)
 
     def expected(self, predicted: float, linear: float | None = None) -> float:
         """The corrected loudness of a setting the bare model predicts at `predicted` (and, with nothing
         processed, at `linear`)."""
         return self.measured + self.slope * (self.reshaped(predicted, linear) - self.predicted)
+
+
+def reshaped(share: CostShare | None, predicted: float, linear: float | None) -> float:
+    """The model's loudness with its processing cost scaled by `share` (the bare model without one)."""
+    if share is None:
+        return predicted
+    if linear is None:
+        raise ValueError("a step made with a cost share needs the unprocessed loudness too")
+    return share.reshaped(predicted, linear)
 
 
 @dataclass(frozen=True)
@@ -251,13 +256,12 @@ def next_position(
     # Every point must say what its gains alone give, or none is reshaped: a mix would compare two models.
     known = all(p.linear is not None and math.isfinite(p.linear) for p in points)
     share = _cost_share(near, by_miss[1:], target) if linear_at is not None and known else None
-    shape = Step(0.0, "model", share=share)
 
     def model_at(pos: float) -> float:
-        return shape.reshaped(predicted_at(pos), None if linear_at is None else linear_at(pos))
+        return reshaped(share, predicted_at(pos), None if linear_at is None else linear_at(pos))
 
     def model_of(p: Point) -> float:
-        return shape.reshaped(p.predicted, p.linear)
+        return reshaped(share, p.predicted, p.linear)
 
     slope = 1.0
     other = None

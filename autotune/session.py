@@ -311,19 +311,19 @@ def diagnose_export(
     search = session.model.search
     here = {k: float(v) for k, v in trial.params.items() if k in session.space}
     chain = search.chain_for(here)
-    linear = search.unprocessed_loudness(chain)
-    model_cost = linear - search.loudness(chain)
-    share = (
-        (linear - float(results.lufs_i)) / model_cost
-        if model_cost >= MIN_COST_LU and math.isfinite(float(results.lufs_i))
-        else None
-    )
+    first = proposal is not None and not session.first_checked
+    share = None
+    if first and math.isfinite(float(results.lufs_i)):  # only a first prediction's miss is explained
+        linear = search.unprocessed_loudness(chain)
+        model_cost = linear - search.loudness(chain)
+        if model_cost >= MIN_COST_LU:
+            share = (linear - float(results.lufs_i)) / model_cost
     lines = diagnose(
         peak_dbfs=float(results.peak_dbfs),
         ceiling_db=chain.limiter.ceiling_db if "limiter" in search.device_roles.values() else None,
         measured_lufs=float(results.lufs_i),
         predicted_lufs=None if proposal is None else proposal.lufs,
-        first=proposal is not None and not session.first_checked,
+        first=first,
         findings=session.findings,
         from_cache=from_cache,
         processing_share=share,

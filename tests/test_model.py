@@ -32,7 +32,6 @@ from autotune.modelsearch import (
     chain_params,
     features,
     gated_lufs,
-    unprocessed,
 )
 from autotune.trial import REFERENCE_ID
 from objectives import Dim, Range, unflatten
@@ -209,6 +208,16 @@ def test_a_first_proposal_hits_the_target_and_an_observed_offset_moves_the_next_
     lufs2, peak2 = measure(audio, second.params)
     assert abs(lufs2 - offset - target) <= tol  # on the plant, the second proposal passes
     assert peak2 <= limit
+
+
+def unprocessed(chain: ChainParams) -> ChainParams:
+    """`chain` with its gains and nothing else, in the model's own terms: a Glue whose Range is 0 dB does not
+    compress (Live's manual), and a ceiling far above any signal leaves the Limiter idle."""
+    return replace(
+        chain,
+        glue=replace(chain.glue, range_db=0.0),
+        limiter=replace(chain.limiter, ceiling_db=200.0, mode="standard"),
+    )
 
 
 def test_the_unprocessed_chain_is_the_dry_reference_plus_its_gains(

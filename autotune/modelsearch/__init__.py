@@ -23,7 +23,7 @@ from autotune.modelsearch.reference import (
     gated_lufs,
 )
 from autotune.modelsearch.sampler import ModelSampler, describe_params, observations, same_setting
-from autotune.modelsearch.search import ModelSearch, unprocessed
+from autotune.modelsearch.search import ModelSearch
 from autotune.vocabulary.roles import Role
 
 __all__ = [
@@ -46,5 +46,4 @@ __all__ = [
     "roles",
     "same_setting",
     "sobol_design",
-    "unprocessed",
 ]

@@ -39,18 +39,10 @@ from autotune.vocabulary.roles import Role
 from objectives import Choice, Dim, Range
 
 
-def unprocessed(chain: ChainParams) -> ChainParams:
-    """`chain` with its gains and nothing else: a Glue whose Range is 0 dB does not compress (Live's
-    manual), and a ceiling far above any signal leaves the Limiter idle."""
-    return replace(
-        chain,
-        glue=replace(chain.glue, range_db=0.0, peak_clip=False),
-        limiter=replace(chain.limiter, ceiling_db=UNPROCESSED_CEILING_DB, mode="standard"),
-    )
-
-
-#: A Limiter ceiling no export reaches: the Limiter then passes its input (times its gain) unchanged.
-UNPROCESSED_CEILING_DB = 200.0
+def _input_shift(input_db: float, after_db: float) -> float:
+    """How much louder than the dry reference the chain's input is, when `after_db` of gain follows the
+    chain (the reference went through it too), rounded so a rebased model can be reused."""
+    return round(input_db - after_db, 3)
 
 
 @dataclass
@@ -110,9 +102,9 @@ class ModelSearch:
         return gated_lufs(self._rebased_predict(chain, input_db, after_db).energy, self.features)
 
     def unprocessed_loudness(self, chain: ChainParams, input_db: float = 0.0, after_db: float = 0.0) -> float:
-        """`loudness(unprocessed(chain), input_db, after_db)` without running the devices' gain computers:
-        the dry reference through the gains alone. Every step along the drive line evaluates it as often as
-        the model itself, and it costs a gating instead of the Limiter's kernel."""
+        """The loudness `loudness` would give for `chain` with its Glue and Limiter doing nothing (Range 0 dB,
+        no peak at the ceiling): the dry reference through the gains alone. Every step along the drive line
+        evaluates it as often as the model, so it is a gating of the dry energies, not the devices' kernels."""
         g, lim = chain.glue, chain.limiter
         amp = 1.0
         if g.on:
@@ -120,13 +112,7 @@ class ModelSearch:
             amp = g.dry_wet * wet + (1.0 - g.dry_wet) if g.dry_wet < 1.0 else wet
         if lim.on:
             amp *= 10.0 ** (lim.gain_db / 20.0)
-        # As `loudness` rebases: the input by the (rounded) difference, the gain after on the fader.
-        level_db = (
-            chain.fader_db
-            if input_db == 0.0 and after_db == 0.0
-            else (round(input_db - after_db, 3) + chain.fader_db + after_db)
-        )
-        amp *= 10.0 ** (level_db / 20.0)
+        amp *= 10.0 ** ((_input_shift(input_db, after_db) + chain.fader_db + after_db) / 20.0)
         return gated_lufs(self.features.energy * (amp * amp), self.features)
 
     def peak_db(self, chain: ChainParams, input_db: float = 0.0, after_db: float = 0.0) -> float:
@@ -135,7 +121,7 @@ class ModelSearch:
         return 20.0 * math.log10(peak) if peak > 0 else -math.inf
 
     def _rebased_predict(self, chain: ChainParams, input_db: float, after_db: float) -> Predicted:
-        shift = round(input_db - after_db, 3)
+        shift = _input_shift(input_db, after_db)
         model = self._model if shift == 0.0 else self._rebased.get(shift)
         if model is None:
             f, scale = self.features, 10.0 ** (shift / 20.0)
