@@ -20,10 +20,12 @@ demo: $(STAMP)
 sweep-demo: $(STAMP)
 	$(BIN)/autotune sweep configs/master_sweep.json --backend sim --restart
 
+# Three workers on two cores: a fifth of the suite's time is spent waiting (on the autotune processes the
+# end-to-end tests start, on sockets), which a third worker fills (288 s on two workers, 253 s on three).
 test: $(STAMP)
 	$(BIN)/ruff check autotune objectives tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=15
+	$(BIN)/python -m pytest -q -n 3 --dist worksteal --durations=15
 
 # The DSP and model tests once more on numpy's baseline kernels (every SIMD group this CPU has switched off):
 # they compare audio with tolerances, so they must pass whatever kernels numpy picks.

@@ -26,6 +26,7 @@ from autotune.session import (
     start_session,
 )
 from autotune.settings import Settings
+from autotune.storage import measured
 from autotune.trial import (
     Rig,
     export_trial,
@@ -38,7 +39,6 @@ from autotune.trials import (
     export_name,
     finished,
     first_pass,
-    measured,
     mirror,
     reconcile,
     record,

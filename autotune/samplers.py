@@ -15,6 +15,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.errors import ConfigError
+from autotune.storage import measured
 from autotune.vocabulary.keys import split_key
 from objectives import Choice, Dim, Range
 from objectives.limits import Limits, measurement
@@ -126,8 +127,8 @@ class StepwiseSampler(SpaceSampler):
     ) -> dict[str, Any]:
         done = [
             t
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if measurement(t.user_attrs) is not None and set(self.space) <= set(t.params)
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+            if measured(t) and measurement(t.user_attrs) is not None and set(self.space) <= set(t.params)
         ]
         if not done:
             return {k: v for k, v in self.start.items() if k in search_space}

@@ -3,11 +3,12 @@
 A trial whose worker died (crash, SIGKILL, a pulled cable) stays RUNNING forever unless something notices.
 Optuna's heartbeat does that for RDB storages; `HeartbeatJournalStorage` gives a journal file the same
 heartbeat, so every storage recovers the same way: a trial whose heartbeat is older than the grace period is
-failed and its parameters (and run id) are enqueued again by `RetryHeartbeatStaleTrialCallback`.
+failed and its parameters (and run id) are enqueued again by `RetryUnmeasured`.
 """
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import os
 import time
@@ -26,6 +27,36 @@ from autotune.errors import ConfigError
 
 HEARTBEAT_KEY = "autotune:heartbeat"
 StaleCallback = Callable[[optuna.Study, FrozenTrial], None]
+#: The user attributes that name a trial's run: all a retry of it may inherit.
+RUN_ATTRS = ("run_id", "run_key")
+
+
+def made_receipt(trial: FrozenTrial) -> bool:
+    """The trial made the receipt of a measured export (its process may have died before Optuna was told)."""
+    receipt = trial.user_attrs.get("receipt")
+    return isinstance(receipt, dict) and receipt.get("status") == "ok"
+
+
+def measured(trial: FrozenTrial) -> bool:
+    """The trial exported and measured: COMPLETE, or failed by a kill or an interrupt that landed after its
+    receipt was made. Such a trial's receipt is logged by the next run's reconciling and what it measured
+    is known, so running it again would spend an export on a run already done and log the run twice."""
+    return trial.state == TrialState.COMPLETE or (trial.state == TrialState.FAIL and made_receipt(trial))
+
+
+class RetryUnmeasured(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry copies every user attribute into the new trial. A trial killed after its receipt was
+    made would hand that receipt, and its measurements, to its retry: the retry, pruned as the run's
+    duplicate, then counted as a trial with a receipt that the JSONL never gets. So only what names the
+    run carries over, and a trial that measured is not retried at all: `reconcile` logs its receipt, and
+    running it again would spend an export on a run already done."""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if made_receipt(trial):
+            return
+        named = copy.copy(trial)
+        named.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in RUN_ATTRS}
+        super().__call__(study, named)
 
 
 class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
@@ -93,7 +124,7 @@ def open_storage(url: str, *, heartbeat_s: int = 5, grace_s: int = 20) -> BaseSt
     """`sqlite:///…`, `postgresql+psycopg://…` or any SQLAlchemy URL, or a path ending in `.journal`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = RetryHeartbeatStaleTrialCallback(max_retry=2)
+        retry = RetryUnmeasured(max_retry=2)
         if url.endswith(".journal") and "://" not in url:
             path = Path(url)
             if path.is_dir():
@@ -209,8 +240,9 @@ class WorkerLock:
             self.fd = None
 
 
-def recover_running(study: optuna.Study) -> list[int]:
-    """Fail every RUNNING trial and queue its parameters again (only when no other worker is alive)."""
+def recover_running(study: optuna.Study) -> list[tuple[int, bool]]:
+    """Fail every RUNNING trial and queue its parameters again unless it measured (only when no other
+    worker is alive). Each recovered trial's number, and whether it was queued again."""
     storage = study._storage
     callback = storage.get_heartbeat_stale_trial_callback() if isinstance(storage, BaseHeartbeat) else None
     recovered = []
@@ -220,7 +252,7 @@ def recover_running(study: optuna.Study) -> list[int]:
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
-        recovered.append(t.number)
+        recovered.append((t.number, not made_receipt(t)))
         if callback is not None:
             callback(study, storage.get_trial(t._trial_id))
     return recovered

@@ -16,6 +16,7 @@ from autotune import receipts
 from autotune.config import Run, SweepConfig
 from autotune.receipts import Receipt
 from autotune.settings import Settings
+from autotune.storage import RUN_ATTRS, measured
 from autotune.trial import (
     MEASURED_KEYS,
 )
@@ -88,15 +89,6 @@ def record(trial: optuna.Trial, receipt: Receipt) -> None:
     trial.set_user_attr("receipt", receipt.to_json())
 
 
-def measured(t: FrozenTrial) -> bool:
-    """The trial exported and measured: COMPLETE, or failed by an interrupt that landed after its receipt
-    was made (its receipt is logged by `reconcile`, so running it again would log the run twice)."""
-    if t.state == TrialState.COMPLETE:
-        return True
-    r = stored(t) if t.state == TrialState.FAIL else None
-    return r is not None and r.status == "ok"
-
-
 def enqueue_runs(study: optuna.Study, runs: list[Run], log: Log) -> None:
     """Enqueue each run not done, queued or running yet (a second worker must not queue it again)."""
     trials = study.get_trials(deepcopy=False)
@@ -138,7 +130,7 @@ def requeue_interrupted(study: optuna.Study, since: int, log: Log) -> None:
     """After Ctrl-C: queue the parameters of trials that failed without a receipt, so a resume retries them."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         if t.number >= since and "receipt" not in t.user_attrs:
-            attrs = {k: v for k, v in t.user_attrs.items() if k in ("run_id", "run_key")}
+            attrs = {k: v for k, v in t.user_attrs.items() if k in RUN_ATTRS}
             study.enqueue_trial(t.params, user_attrs=attrs)
             log(f"  (trial #{t.number} was interrupted: its settings are queued for the next run)")
 
@@ -151,7 +143,14 @@ def first_pass(study: optuna.Study, config: SweepConfig) -> FrozenTrial | None:
         m = measurement(t.user_attrs)
         return m is not None and config.limits().passes(*m)
 
-    return next((t for t in study.get_trials(states=(TrialState.COMPLETE,)) if meets(t)), None)
+    return next(
+        (
+            t
+            for t in study.get_trials(states=(TrialState.COMPLETE, TrialState.FAIL))
+            if measured(t) and meets(t)
+        ),
+        None,
+    )
 
 
 def artifacts_dir(settings: Settings) -> Path:

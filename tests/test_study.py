@@ -189,6 +189,34 @@ def test_resume_after_sigkill_mid_trial(project: Path, demo_cache: Path) -> None
     assert retried.params == killed.params and retried.user_attrs["run_id"] == "iter8"
 
 
+def test_a_trial_killed_after_its_receipt_is_logged_once_and_never_run_again(tmp_path: Path) -> None:
+    """Optuna's stale-trial retry copies every user attribute. A retry of a trial killed after its receipt
+    was made carried that receipt, was pruned as the run's duplicate, and so left a trial with a receipt
+    that the JSONL never got (the random-signal test caught it once in CI)."""
+    from autotune.storage import load_or_create_study, measured, open_storage, recover_running
+    from autotune.trials import reconcile
+
+    study = load_or_create_study(open_storage(f"sqlite:///{tmp_path / 'studies.db'}"), "s")
+    for n, status in enumerate(["ok", None, "export_failed"]):
+        trial = study.ask()
+        trial.set_user_attr("run_id", f"run{n}")
+        trial.set_user_attr("run_key", f"key{n}")
+        if status is not None:  # killed after `record`: the receipt is made, Optuna was never told
+            trial.set_user_attr("lufs_i", -14.0)
+            trial.set_user_attr(
+                "receipt", {"study": "s", "trial": n, "trial_started": "t", "id": f"run{n}", "status": status}
+            )
+    assert recover_running(study) == [(0, False), (1, True), (2, True)]
+    trials = study.get_trials()
+    retries = {t.system_attrs["failed_trial"]: t.user_attrs for t in trials if t.state == TrialState.WAITING}
+    assert retries == {1: {"run_id": "run1", "run_key": "key1"}, 2: {"run_id": "run2", "run_key": "key2"}}
+    assert [measured(t) for t in trials[:3]] == [True, False, False]
+    jsonl = tmp_path / "experiments.jsonl"
+    reconcile(study, jsonl, lambda line: None)
+    reconcile(study, jsonl, lambda line: None)  # a second start logs nothing twice
+    assert [json.loads(line)["trial"] for line in jsonl.read_text().splitlines()] == [0, 2]
+
+
 def _two_workers(project: Path, demo_cache: Path, storage: str, workers_n: int = 4, runs: int = 8) -> None:
     """Several `sweep` processes on one study drain its list of runs and append to one JSONL: every line
     intact, each run done exactly once."""

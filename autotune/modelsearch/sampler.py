@@ -13,14 +13,15 @@ from optuna.trial import FrozenTrial, TrialState
 from autotune.modelsearch.proposal import Observation, Proposal
 from autotune.modelsearch.search import ModelSearch
 from autotune.samplers import SpaceSampler
+from autotune.storage import measured
 from objectives import Dim
 
 
 def observations(study: optuna.Study, space: Mapping[str, Dim]) -> list[Observation]:
-    """Completed trials with a measurement, whatever sampler or worker ran them."""
+    """Measured trials, whatever sampler or worker ran them (one killed after its receipt counts too)."""
     out = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if set(space) <= set(t.params):
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+        if measured(t) and set(space) <= set(t.params):
             o = Observation.of({k: float(t.params[k]) for k in space}, t.user_attrs)
             if o is not None:
                 out.append(o)
