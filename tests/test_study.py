@@ -193,8 +193,10 @@ def test_a_trial_killed_after_its_receipt_is_logged_once_and_never_run_again(tmp
     """Optuna's stale-trial retry copies every user attribute. A retry of a trial killed after its receipt
     was made carried that receipt, was pruned as the run's duplicate, and so left a trial with a receipt
     that the JSONL never got (the random-signal test caught it once in CI)."""
+    from autotune.config import load_config
     from autotune.storage import load_or_create_study, measured, open_storage, recover_running
-    from autotune.trials import reconcile
+    from autotune.trials import first_pass, reconcile
+    from tests.conftest import ROOT
 
     study = load_or_create_study(open_storage(f"sqlite:///{tmp_path / 'studies.db'}"), "s")
     for n, status in enumerate(["ok", None, "export_failed"]):
@@ -202,7 +204,8 @@ def test_a_trial_killed_after_its_receipt_is_logged_once_and_never_run_again(tmp
         trial.set_user_attr("run_id", f"run{n}")
         trial.set_user_attr("run_key", f"key{n}")
         if status is not None:  # killed after `record`: the receipt is made, Optuna was never told
-            trial.set_user_attr("lufs_i", -14.0)
+            trial.set_user_attr("lufs_i", -10.5)  # the example config's target, under its peak limit
+            trial.set_user_attr("peak_dbfs", -6.5)
             trial.set_user_attr(
                 "receipt", {"study": "s", "trial": n, "trial_started": "t", "id": f"run{n}", "status": status}
             )
@@ -215,6 +218,8 @@ def test_a_trial_killed_after_its_receipt_is_logged_once_and_never_run_again(tmp
     reconcile(study, jsonl, lambda line: None)
     reconcile(study, jsonl, lambda line: None)  # a second start logs nothing twice
     assert [json.loads(line)["trial"] for line in jsonl.read_text().splitlines()] == [0, 2]
+    passed = first_pass(study, load_config(ROOT / "configs" / "master_sweep.json"))
+    assert passed is not None and passed.number == 0  # what it measured counts: the study has passed
 
 
 def _two_workers(project: Path, demo_cache: Path, storage: str, workers_n: int = 4, runs: int = 8) -> None:
