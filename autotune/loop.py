@@ -160,6 +160,7 @@ def objective(
             record(trial, e.receipt)
             raise
         results = receipt.measured()
+        reach = None
         if session is not None:
             # What the model search concludes from the export comes back to be added to its receipt here.
             from_cache = session.model.from_cache
@@ -170,6 +171,8 @@ def objective(
             reach = None if receipt.passed else judge_reach(session, study, trial, receipt, log)
             receipt = receipt.annotated(diagnosis=diagnosis, feasibility=reach)
         record(trial, receipt)
+        if reach is not None:  # stored after the receipt of the export that proves it, never before
+            study.set_user_attr("out_of_reach", reach)
         try:
             upload_artifact(
                 artifact_store=store,
@@ -301,6 +304,10 @@ def run_loop(
         except KeyboardInterrupt:
             requeue_interrupted(study, first, log)
             raise
+        finally:
+            # A trial interrupted after its receipt was made ends before Optuna runs the callbacks that log
+            # it, and another worker's dead trial may have been failed here: their receipts are logged now.
+            reconcile(study, path, log)
     return StudyResult(
         study_name,
         url,

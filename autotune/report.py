@@ -12,17 +12,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 from rich.table import Table
 
 from autotune.platforms import playback_lines
+from autotune.storage import measured
 
 W, H, PAD = 560, 260, 44
 
 
 def main_parameter(trials: Sequence[FrozenTrial]) -> str | None:
     """The parameter LUFS depends on most (largest |correlation|); ties go to the first named."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and "lufs_i" in t.user_attrs]
+    done = [t for t in trials if measured(t) and "lufs_i" in t.user_attrs]
     names = sorted({n for t in done for n, v in t.params.items() if isinstance(v, (int, float))})
     best, best_r = None, -1.0
     for n in names:
@@ -148,7 +149,7 @@ def _loudness_html(done: list[FrozenTrial]) -> str:
 
 def write_html(study: optuna.Study, path: Path) -> Path:
     trials = study.get_trials()
-    done = [t for t in trials if t.state == TrialState.COMPLETE and "lufs_i" in t.user_attrs]
+    done = [t for t in trials if measured(t) and "lufs_i" in t.user_attrs]
     target = study.user_attrs.get("target_lufs")
     loss_pts = [(float(t.number), float(t.value)) for t in done if t.value is not None]
     lufs_pts = [(float(t.number), float(t.user_attrs["lufs_i"])) for t in done]

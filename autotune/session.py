@@ -382,8 +382,7 @@ def judge_reach(
         "trial": trial.number,
         "export_file": receipt.export_file,
     }
-    study.set_user_attr("out_of_reach", verdict)
-    session.out_of_reach = verdict
+    session.out_of_reach = verdict  # the study stores it with the receipt of the export that proves it
     log(f"  ✗ Out of reach: {message}")
     study.stop()
     return verdict

@@ -45,17 +45,35 @@ def measured(trial: FrozenTrial) -> bool:
 
 
 class RetryUnmeasured(RetryHeartbeatStaleTrialCallback):
-    """Optuna's retry copies every user attribute into the new trial. A trial killed after its receipt was
-    made would hand that receipt, and its measurements, to its retry: the retry, pruned as the run's
-    duplicate, then counted as a trial with a receipt that the JSONL never gets. So only what names the
-    run carries over, and a trial that measured is not retried at all: `reconcile` logs its receipt, and
-    running it again would spend an export on a run already done."""
+    """Optuna's retry copies every user and system attribute into the new trial. A trial killed after its
+    receipt was made would hand that receipt, and its measurements, to its retry: the retry, pruned as the
+    run's duplicate, then counted as a trial with a receipt that the JSONL never gets. On a journal file
+    the copied heartbeat would make the fresh retry look dead at once to another worker. So a retry
+    inherits only what names its run, and a trial that made its receipt is not retried at all: it spent
+    its export, like a trial that finished, and `reconcile` logs the receipt."""
+
+    def __init__(self, max_retry: int) -> None:
+        super().__init__(max_retry=max_retry)
+        self.max_retry = max_retry
+
+    def outcome(self, dead: FrozenTrial) -> str:
+        """What recovery does with a dead trial, as the console says it."""
+        if isinstance(dead.user_attrs.get("receipt"), dict):
+            return "its receipt is logged, it is not run again"
+        if len(dead.system_attrs.get("retry_history", [])) >= self.max_retry:
+            return f"not queued again: it was retried {self.max_retry} times already"
+        return "its settings queued again"
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if made_receipt(trial):
+        if self.outcome(trial) != "its settings queued again":
             return
         named = copy.copy(trial)
         named.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in RUN_ATTRS}
+        named.system_attrs = {
+            k: list(v) if isinstance(v, list) else v
+            for k, v in trial.system_attrs.items()
+            if k != HEARTBEAT_KEY
+        }
         super().__call__(study, named)
 
 
@@ -240,19 +258,21 @@ class WorkerLock:
             self.fd = None
 
 
-def recover_running(study: optuna.Study) -> list[tuple[int, bool]]:
-    """Fail every RUNNING trial and queue its parameters again unless it measured (only when no other
-    worker is alive). Each recovered trial's number, and whether it was queued again."""
+def recover_running(study: optuna.Study) -> list[str]:
+    """Fail every RUNNING trial and queue its parameters again unless it made its receipt (only when no
+    other worker is alive). The console line of each recovered trial."""
     storage = study._storage
     callback = storage.get_heartbeat_stale_trial_callback() if isinstance(storage, BaseHeartbeat) else None
-    recovered = []
+    lines = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         try:
             if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
-        recovered.append((t.number, not made_receipt(t)))
+        dead = storage.get_trial(t._trial_id)
+        then = callback.outcome(dead) if isinstance(callback, RetryUnmeasured) else "not queued again"
+        lines.append(f"  (trial #{t.number} was left running by a crash or kill: failed, {then})")
         if callback is not None:
-            callback(study, storage.get_trial(t._trial_id))
-    return recovered
+            callback(study, dead)
+    return lines

@@ -107,13 +107,8 @@ def run_study(
         local = local_file(url)
         with contextlib.ExitStack() as stack:
             if local is not None and stack.enter_context(WorkerLock(local, study_name)):
-                for n, queued in recover_running(study):
-                    then = (
-                        "its settings queued again"
-                        if queued
-                        else "measured: its receipt is logged, not run again"
-                    )
-                    log(f"  (trial #{n} was left running by a crash or kill: failed, {then})")
+                for line in recover_running(study):
+                    log(line)
             plan = Plan(
                 space=space,
                 runs={run_key(r): (i, r) for i, r in enumerate(config.runs)},

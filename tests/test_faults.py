@@ -431,6 +431,9 @@ def test_an_interrupt_after_the_receipt_is_made_never_runs_the_run_again(
 
     monkeypatch.setattr(autotune.loop, "upload_artifact", interrupt_second)
     assert main(["sweep", "configs/master_sweep.json"]) == 130
+    # Optuna runs no callback for the interrupted trial: its receipt is logged before the exit, not only
+    # by a resume the user may never start ("finished trials are logged", as the console says).
+    assert [r["id"] for r in receipts(project)] == ["iter7", "iter8"]
     monkeypatch.setattr(autotune.loop, "upload_artifact", real)
     assert main(["sweep", "configs/master_sweep.json"]) == 0
     rows = receipts(project)

@@ -189,31 +189,52 @@ def test_resume_after_sigkill_mid_trial(project: Path, demo_cache: Path) -> None
     assert retried.params == killed.params and retried.user_attrs["run_id"] == "iter8"
 
 
-def test_a_trial_killed_after_its_receipt_is_logged_once_and_never_run_again(tmp_path: Path) -> None:
-    """Optuna's stale-trial retry copies every user attribute. A retry of a trial killed after its receipt
-    was made carried that receipt, was pruned as the run's duplicate, and so left a trial with a receipt
-    that the JSONL never got (the random-signal test caught it once in CI)."""
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_trial_killed_after_its_receipt_is_logged_once_and_never_run_again(
+    tmp_path: Path, kind: str
+) -> None:
+    """Optuna's stale-trial retry copies every user and system attribute. A retry of a trial killed after
+    its receipt was made carried that receipt, was pruned as the run's duplicate, and so left a trial with
+    a receipt that the JSONL never got (the random-signal test caught it once in CI); on a journal file
+    the copied heartbeat made the fresh retry look dead at once."""
     from autotune.config import load_config
-    from autotune.storage import load_or_create_study, measured, open_storage, recover_running
+    from autotune.storage import HEARTBEAT_KEY, load_or_create_study, measured, open_storage, recover_running
     from autotune.trials import first_pass, reconcile
     from tests.conftest import ROOT
 
-    study = load_or_create_study(open_storage(f"sqlite:///{tmp_path / 'studies.db'}"), "s")
-    for n, status in enumerate(["ok", None, "export_failed"]):
+    storage = open_storage(
+        f"sqlite:///{tmp_path / 'studies.db'}" if kind == "sqlite" else str(tmp_path / "s.journal")
+    )
+    study = load_or_create_study(storage, "s")
+    for n, status in enumerate(["ok", None, "export_failed", None]):
         trial = study.ask()
         trial.set_user_attr("run_id", f"run{n}")
         trial.set_user_attr("run_key", f"key{n}")
+        if kind == "journal":
+            storage.record_heartbeat(trial._trial_id)
+        if n == 3:  # a run whose worker died twice already
+            storage.set_trial_system_attr(trial._trial_id, "retry_history", [7, 8])
         if status is not None:  # killed after `record`: the receipt is made, Optuna was never told
             trial.set_user_attr("lufs_i", -10.5)  # the example config's target, under its peak limit
             trial.set_user_attr("peak_dbfs", -6.5)
             trial.set_user_attr(
                 "receipt", {"study": "s", "trial": n, "trial_started": "t", "id": f"run{n}", "status": status}
             )
-    assert recover_running(study) == [(0, False), (1, True), (2, True)]
+    said = "  (trial #{} was left running by a crash or kill: failed, {})"
+    assert recover_running(study) == [
+        said.format(0, "its receipt is logged, it is not run again"),
+        said.format(1, "its settings queued again"),
+        said.format(2, "its receipt is logged, it is not run again"),
+        said.format(3, "not queued again: it was retried 2 times already"),
+    ]
     trials = study.get_trials()
-    retries = {t.system_attrs["failed_trial"]: t.user_attrs for t in trials if t.state == TrialState.WAITING}
-    assert retries == {1: {"run_id": "run1", "run_key": "key1"}, 2: {"run_id": "run2", "run_key": "key2"}}
-    assert [measured(t) for t in trials[:3]] == [True, False, False]
+    retries = [t for t in trials if t.state == TrialState.WAITING]
+    assert [(t.system_attrs["failed_trial"], t.user_attrs) for t in retries] == [
+        (1, {"run_id": "run1", "run_key": "key1"})
+    ]
+    assert HEARTBEAT_KEY not in retries[0].system_attrs
+    assert [measured(t) for t in trials[:4]] == [True, False, False, False]
     jsonl = tmp_path / "experiments.jsonl"
     reconcile(study, jsonl, lambda line: None)
     reconcile(study, jsonl, lambda line: None)  # a second start logs nothing twice
