@@ -154,6 +154,23 @@ def test_the_models_ceiling_leaves_room_for_the_true_peak_and_learns_from_an_ove
     assert search.safe_ceiling([]) > first + 0.3
 
 
+def test_refine_keeps_under_a_true_peak_limit_the_margin_the_exports_measured() -> None:
+    """--refine's offline search once assumed the usual 0.5 dB of true over sample peak whatever the
+    exports had measured; with 1.2 dB measured, its settings went over the true-peak limit."""
+    rng = np.random.default_rng(3)
+    feats = features(0.2 * rng.standard_normal((48_000 * 6, 2)), 48_000)
+    space = {"limiter.gain_db": Range(0.0, 24.0), "limiter.ceiling_db": Range(-7.0, -1.0)}
+    roles: dict[str, Role] = {"limiter": "limiter"}
+    search = ModelSearch(
+        feats, space, roles, ChainParams(), -14.0, -1.0, 0.5, true_peak_limit_dbtp=-1.0, refine=True
+    )
+    over = Observation({"limiter.gain_db": 6.0, "limiter.ceiling_db": -2.0}, -14.0, -2.0, -0.8)
+    proposal = search.propose([over])
+    assert proposal.how == "offline"
+    assert proposal.peak_db + 1.2 <= -1.0 + 1e-6  # the measured margin, not the usual one
+    assert abs(proposal.lufs - -14.0) <= 0.5
+
+
 # -- end to end: --preset spotify on a real recording ---------------------------------------------------
 
 

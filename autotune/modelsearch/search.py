@@ -150,14 +150,17 @@ class ModelSearch:
                 out.append((v - dim.low) / (dim.high - dim.low))
         return np.asarray(out)
 
-    def score(self, flat: Mapping[str, float], correct: Correct) -> tuple[float, Prediction, float, float]:
+    def score(
+        self, flat: Mapping[str, float], correct: Correct, tp_over: float | None = None
+    ) -> tuple[float, Prediction, float, float]:
+        """`tp_over`: how far the true peak sits above the sample peak (the usual allowance by default)."""
         p = self.predict(flat)
         dl, dp, near = correct(self.unit(flat))
         lufs, peak = p.lufs + dl, p.peak_db + dp
         over = max(0.0, peak - (self.peak_limit_dbfs - PEAK_SAFETY_DB))
         if self.true_peak_limit_dbtp is not None:
-            tp_over = peak + peaks.tp_allowance(self) - (self.true_peak_limit_dbtp - PEAK_SAFETY_DB)
-            over = max(over, tp_over)
+            margin = peaks.tp_allowance(self) if tp_over is None else tp_over
+            over = max(over, peak + margin - (self.true_peak_limit_dbtp - PEAK_SAFETY_DB))
         # Within a few hundredths of an LU of the target, gentler processing and settings near measured
         # ones win: there, a plant that differs from the model differs least from its prediction.
         miss = max(0.0, abs(lufs - self.target_lufs) - DEAD_ZONE_LU)
