@@ -33,6 +33,7 @@ from autotune.trial import (
 )
 from autotune.trials import (
     Log,
+    annotate,
     artifacts_dir,
     budget,
     enqueue_runs,
@@ -159,6 +160,9 @@ def objective(
         except TrialFailed as e:
             record(trial, e.receipt)
             raise
+        # Recorded at once: a kill during the model search's work below loses no measurement, and the
+        # resume does not export the run again.
+        record(trial, receipt)
         results = receipt.measured()
         reach = None
         if session is not None:
@@ -169,8 +173,7 @@ def objective(
             diagnosis = diagnose_export(session, trial, proposal, results, from_cache, log)
             remember(session, settings, study, trial, results)
             reach = None if receipt.passed else judge_reach(session, study, trial, receipt, log)
-            receipt = receipt.annotated(diagnosis=diagnosis, feasibility=reach)
-        record(trial, receipt)
+            receipt = annotate(trial, receipt, diagnosis, reach)
         if reach is not None:  # stored after the receipt of the export that proves it, never before
             study.set_user_attr("out_of_reach", reach)
         try:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -66,6 +67,20 @@ def mirror(path: Path, log: Log) -> Callable[[optuna.Study, FrozenTrial], None]:
             log(f"  ✓ Logged to {path}")
 
     return callback
+
+
+def annotate(
+    trial: optuna.Trial,
+    receipt: Receipt,
+    diagnosis: Sequence[str],
+    feasibility: Mapping[str, Any] | None,
+) -> Receipt:
+    """The receipt `record` stored, again with what the model search concluded from its export (the
+    measurement and the verdict do not change, so nothing else is written twice)."""
+    annotated = receipt.annotated(diagnosis=diagnosis, feasibility=feasibility)
+    if annotated != receipt:
+        trial.set_user_attr("receipt", annotated.to_json())
+    return annotated
 
 
 def stop_on_pass(study: optuna.Study, trial: FrozenTrial) -> None:

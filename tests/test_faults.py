@@ -413,6 +413,30 @@ def test_nothing_is_written_outside_the_project(
     assert made <= {"configs", "output", "studies", ".cache"}
 
 
+def test_an_interrupt_during_the_model_searchs_work_keeps_the_measurement(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an export the model search diagnoses it, remembers it and judges reach, which takes up to a
+    second on a long song. Ctrl-C (or a kill) there once lost the measurement, and the resume exported the
+    same setting again: the receipt is now recorded before that work."""
+    import autotune.loop
+
+    def interrupt(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    real = autotune.loop.remember
+    monkeypatch.setattr(autotune.loop, "remember", interrupt)
+    assert main(["optimize", "configs/master_sweep.json", "--trials", "4"]) == 130
+    first = [r for r in receipts(project) if r["trial"] is not None]
+    assert [(r["trial"], r["status"]) for r in first] == [(0, "ok")]
+    monkeypatch.setattr(autotune.loop, "remember", real)
+    assert main(["optimize", "configs/master_sweep.json", "--trials", "4"]) in (0, 40)
+    rows = [r for r in receipts(project) if r["trial"] is not None]
+    assert [r["trial"] for r in rows].count(0) == 1
+    settings = [json.dumps(r["params"], sort_keys=True) for r in rows]
+    assert len(settings) == len(set(settings))  # no setting exported twice
+
+
 def test_an_interrupt_after_the_receipt_is_made_never_runs_the_run_again(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
