@@ -56,16 +56,22 @@ class RetryUnmeasured(RetryHeartbeatStaleTrialCallback):
         super().__init__(max_retry=max_retry)
         self.max_retry = max_retry
 
+    def retries(self, dead: FrozenTrial) -> bool:
+        return (
+            not isinstance(dead.user_attrs.get("receipt"), dict)
+            and len(dead.system_attrs.get("retry_history", [])) < self.max_retry
+        )
+
     def outcome(self, dead: FrozenTrial) -> str:
         """What recovery does with a dead trial, as the console says it."""
         if isinstance(dead.user_attrs.get("receipt"), dict):
             return "its receipt is logged, it is not run again"
-        if len(dead.system_attrs.get("retry_history", [])) >= self.max_retry:
+        if not self.retries(dead):
             return f"not queued again: it was retried {self.max_retry} times already"
         return "its settings queued again"
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if self.outcome(trial) != "its settings queued again":
+        if not self.retries(trial):
             return
         named = copy.copy(trial)
         named.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in RUN_ATTRS}
