@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 from numpy.typing import NDArray
 
-from autotune.dsp import ChainParams, DemoSpec, GlueParams, chain, demo_track
+from autotune.dsp import ChainParams, DemoSpec, GlueParams, chain, compiled, demo_track
 from autotune.dsp.chain import GLUE_AUTO_RELEASE_S, forward_min, release_envelope, trailing_mean
 from autotune.dsp.model import DryFeatures, Predicted
 from autotune.modelsearch import ModelSearch, Role, chain_params, features, gated_lufs
@@ -141,12 +141,12 @@ def before_times(f: DryFeatures, settings: list[dict[str, float]]) -> list[float
 
 def with_numpy_path(fn: Callable[[], list[float]]) -> list[float]:
     """`fn` with the kernels switched off, as on a machine without numba."""
-    saved = chain._NUMBA, chain._COMPILED
-    chain._NUMBA, chain._COMPILED = False, {}
+    saved = compiled._NUMBA, compiled._COMPILED
+    compiled._NUMBA, compiled._COMPILED = False, {}
     try:
         return fn()
     finally:
-        chain._NUMBA, chain._COMPILED = saved
+        compiled._NUMBA, compiled._COMPILED = saved
 
 
 # -- start-up ----------------------------------------------------------------------------------------------

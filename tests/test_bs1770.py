@@ -84,10 +84,70 @@ def test_chunked_filtering_is_one_call_bit_for_bit() -> None:
     sos = k_weighting_sos(SR)
     block, step = bs1770.gating(SR, len(x))
     blocks, seg = channel_energies(x, sos, block, step)
-    y = sosfilt(sos, x) ** 2
+    y = bs1770.sosfilt(sos, x)[0] ** 2
     whole = seg.size * step
     np.testing.assert_array_equal(seg, y[:whole].reshape(-1, step).sum(axis=1, dtype=np.float64))
     assert len(blocks) == (len(x) - block) // step + 1
+
+
+@pytest.mark.parametrize("numba", [True, False], ids=["compiled", "scipy"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_filter_is_scipys_sosfilt(monkeypatch: pytest.MonkeyPatch, numba: bool, dtype: type) -> None:
+    """The compiled K-weighting (which spares a measuring process scipy.signal's 1.5 s import) against
+    scipy's own, with and without numba, in both precisions and across a carried state."""
+    from autotune.dsp import compiled
+
+    if not numba:
+        monkeypatch.setattr(compiled, "_NUMBA", False)
+        monkeypatch.setattr(compiled, "_COMPILED", {})
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal(50_000) * 0.3).astype(dtype)
+    sos = k_weighting_sos(SR, dtype)
+    want, want_z = sosfilt(sos, x, zi=np.zeros((2, 2), dtype))
+    first, z = bs1770.sosfilt(sos, x[:20_001])
+    rest, z = bs1770.sosfilt(sos, x[20_001:], z)
+    tol = 1e-5 if dtype == np.float32 else 1e-12  # of the signal's scale (its RMS is 0.3 or so)
+    np.testing.assert_allclose(np.concatenate([first, rest]), want, rtol=0, atol=tol)
+    np.testing.assert_allclose(z, want_z, rtol=0, atol=tol)
+    assert first.dtype == dtype
+
+
+def test_the_k_weighting_and_the_true_peak_filter_are_what_scipy_designs() -> None:
+    from scipy.signal import firwin, tf2sos
+
+    for rate in (44_100, 48_000, 96_000):
+        by_scipy = np.vstack([tf2sos(b, a) for b, a in bs1770.k_weighting(rate)])
+        np.testing.assert_allclose(k_weighting_sos(rate, np.float64), by_scipy, rtol=0, atol=1e-12)
+    taps, cutoff = truepeak.TP_PHASES * truepeak.TP_TAPS, 0.97 / truepeak.TP_PHASES
+    np.testing.assert_allclose(
+        truepeak.kaiser_lowpass(taps, cutoff, 8.0),
+        firwin(taps, cutoff, window=("kaiser", 8.0)),
+        rtol=0,
+        atol=1e-14,
+    )
+
+
+def test_measuring_a_file_imports_no_scipy_signal(tmp_path: Path) -> None:
+    """scipy.signal takes 1.5 s to import (scipy.stats with it): a process that only measures, as every
+    CLI command does before its first line, must not pay for it."""
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    path = tmp_path / "tone.wav"
+    t = np.arange(SR * 2) / SR
+    sf.write(path, np.stack([np.sin(2 * np.pi * 440 * t)] * 2, axis=1) * 0.5, SR, subtype="PCM_24")
+    code = (
+        "import sys; import autotune.api, autotune.cli; from autotune.audio import analyze_file; "
+        f"m = analyze_file({str(path)!r}); "
+        "print(round(m.lufs_i, 2), sorted(k for k in ('scipy.signal', 'scipy.stats') if k in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lufs, loaded = done.stdout.split(" ", 1)
+    # Two channels of 0.125 mean square, K-weighting about 0 dB at 440 Hz: -0.691 + 10 log10(0.25) LUFS.
+    assert abs(float(lufs) - (-6.71)) < 0.05 and loaded.strip() == "[]"
 
 
 def test_short_audio_is_a_value_error_here_and_an_analysis_error_for_files() -> None:

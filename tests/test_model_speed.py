@@ -28,7 +28,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from autotune.dsp import ChainParams, DemoSpec, GlueParams, LimiterParams, Physics, chain, demo_track, model
+from autotune.dsp import (
+    ChainParams,
+    DemoSpec,
+    GlueParams,
+    LimiterParams,
+    Physics,
+    chain,
+    compiled,
+    demo_track,
+    model,
+)
 from autotune.dsp.chain import GLUE_AUTO_RELEASE_S, GLUE_BLOCK, glue_compressor, glue_gain_reduction
 from autotune.dsp.model import ChainModel, DryFeatures, Predicted
 from autotune.modelsearch import features, gated_lufs
@@ -63,14 +73,14 @@ def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Ite
     if request.param == "jit":
         if not HAVE_NUMBA:
             pytest.skip("numba is not installed")
-        monkeypatch.setattr(chain, "_NUMBA", None)  # whatever an earlier test or AUTOTUNE_NUMBA set
+        monkeypatch.setattr(compiled, "_NUMBA", None)  # whatever an earlier test or AUTOTUNE_NUMBA set
         monkeypatch.delenv("AUTOTUNE_NUMBA", raising=False)
         assert chain.jit(chain._ballistics_kernel) is not None
     elif request.param == "python":
-        monkeypatch.setattr(chain, "_COMPILED", {k: k for k in KERNELS})
+        monkeypatch.setattr(compiled, "_COMPILED", {k: k for k in KERNELS})
     else:
-        monkeypatch.setattr(chain, "_COMPILED", {})
-        monkeypatch.setattr(chain, "_NUMBA", False)
+        monkeypatch.setattr(compiled, "_COMPILED", {})
+        monkeypatch.setattr(compiled, "_NUMBA", False)
     yield request.param
 
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
-from scipy.signal import sosfilt, tf2sos
 
+from autotune.dsp.compiled import jit
 from autotune.dsp.loudness import MOMENTARY_SEGMENTS, window_energies
 
 BLOCK_S = 0.4
@@ -64,12 +64,43 @@ def k_weighting(sample_rate: int) -> list[Biquad]:
 
 
 def k_weighting_sos(sample_rate: int, dtype: DTypeLike = np.float32) -> NDArray[Any]:
-    """The K-weighting as one second-order-sections array for `scipy.signal.sosfilt`.
+    """The K-weighting as one second-order-sections array (rows b0 b1 b2 1 a1 a2, as `scipy.signal.sosfilt`
+    takes them; `k_weighting`'s denominators are normalised already).
 
     float32 is what the export analysis filters in (fast; it reads about 2e-5 dB above float64, mostly from
     the rounded coefficients); the model's dry reference is filtered once per song and cached, so it keeps
     float64 (`k_weighted_block_sums`)."""
-    return np.vstack([tf2sos(b, a) for b, a in k_weighting(sample_rate)]).astype(dtype)
+    return np.vstack([np.concatenate([b, a]) for b, a in k_weighting(sample_rate)]).astype(dtype)
+
+
+def _sosfilt_kernel(sos: NDArray[Any], x: NDArray[Any], zi: NDArray[Any], y: NDArray[Any]) -> None:
+    """scipy.signal.sosfilt's recursion (direct form II transposed, the sections in turn for each sample),
+    in the arrays' own precision; `zi` carries the state in and out (compiled by `jit`)."""
+    for i in range(x.shape[0]):
+        v = x[i]
+        for s in range(sos.shape[0]):
+            out = sos[s, 0] * v + zi[s, 0]
+            zi[s, 0] = sos[s, 1] * v - sos[s, 4] * out + zi[s, 1]
+            zi[s, 1] = sos[s, 2] * v - sos[s, 5] * out
+            v = out
+        y[i] = v
+
+
+def sosfilt(
+    sos: NDArray[Any], x: NDArray[Any], zi: NDArray[Any] | None = None
+) -> tuple[NDArray[Any], NDArray[Any]]:
+    """`x` through the sections, and the final state. Compiled, so a process that measures never imports
+    scipy.signal (which takes 1.5 s to import, scipy.stats with it); scipy's own without numba."""
+    state = np.zeros((sos.shape[0], 2), sos.dtype) if zi is None else np.array(zi, dtype=sos.dtype)
+    kernel = jit(_sosfilt_kernel)
+    if kernel is None:
+        from scipy.signal import sosfilt as scipy_sosfilt
+
+        y, state = scipy_sosfilt(sos, x, zi=state)
+        return np.asarray(y, dtype=sos.dtype), np.asarray(state, dtype=sos.dtype)
+    y = np.empty(len(x), sos.dtype)
+    kernel(sos, np.ascontiguousarray(x, dtype=sos.dtype), state, y)
+    return y, state
 
 
 def channel_weights(channels: int) -> NDArray[np.float64]:
@@ -109,8 +140,8 @@ def channel_energies(
     """Mean square of the K-weighted channel over every gating block (float32 filtering, float64 sums:
     within 1e-4 dB of filtering in float64, at a fraction of the time and memory), and the sum of squares
     over every whole 100 ms segment: the loudness report's momentary and short-term windows are built from
-    those, so they cost no second pass over the audio. Pure, and releases the GIL in scipy: the analysis
-    runs one channel per thread."""
+    those, so they cost no second pass over the audio. Pure, and releases the GIL in the filter: the
+    analysis runs one channel per thread."""
     n_blocks = (len(channel) - block) // step + 1
     if block == MOMENTARY_SEGMENTS * step:  # the usual case: blocks are four 100 ms segments
         # Filtered in chunks that carry the filter state over: the same samples as one call, bit for bit.
@@ -120,12 +151,12 @@ def channel_energies(
         zi = np.zeros((sos.shape[0], 2), np.float32)
         for start in range(0, used, chunk):
             part = np.ascontiguousarray(channel[start : min(start + chunk, used)], dtype=np.float32)
-            y, zi = sosfilt(sos, part, zi=zi)
+            y, zi = sosfilt(sos, part, zi)
             np.square(y, out=y)
             seg[start // step : (start + len(y)) // step] = y.reshape(-1, step).sum(axis=1, dtype=np.float64)
         # Exactly n_blocks windows: `used` holds n_blocks + 3 segments.
         return window_energies(seg, MOMENTARY_SEGMENTS, step), seg
-    y = sosfilt(sos, np.ascontiguousarray(channel, dtype=np.float32))
+    y, _ = sosfilt(sos, channel)
     np.square(y, out=y)
     cs = np.concatenate(([0.0], np.cumsum(y, dtype=np.float64)))  # rates where 400 ms != 4 x 100 ms samples
     starts = np.arange(n_blocks) * step
@@ -188,7 +219,7 @@ def k_weighted_block_sums(
     for c in range(x.shape[1]):
         if weights[c] == 0.0:
             continue
-        y = sosfilt(sos, x[:, c])
+        y, _ = sosfilt(sos, x[:, c])
         sums = np.asarray((y * y)[: nb * block]).reshape(nb, block).sum(axis=1, dtype=np.float64)
         energy += weights[c] * sums
     return energy
@@ -199,7 +230,7 @@ def integrated_loudness(audio: NDArray[np.floating[Any]], sample_rate: int) -> f
     under 400 ms.
 
     Blocks are 400 ms long and start every 100 ms: the signal is filtered and squared once, and block
-    energies come from running sums. Channels are filtered in parallel threads (scipy releases the GIL)."""
+    energies come from running sums. Channels are filtered in parallel threads (the kernel releases the GIL)."""
     x = as_frames(audio)
     block, step = gating(sample_rate, x.shape[0])
     sos = k_weighting_sos(sample_rate)

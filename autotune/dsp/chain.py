@@ -16,17 +16,12 @@ The parameter dataclasses and the presets live in `autotune.dsp.params` and are 
 
 from __future__ import annotations
 
-import importlib
-import os
-import threading
-from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.ndimage import minimum_filter1d
-from scipy.signal import resample_poly
 
+from autotune.dsp.compiled import jit as jit
 from autotune.dsp.params import GLUE_KNEE_DB as GLUE_KNEE_DB
 from autotune.dsp.params import LIMITER_AUTO_RELEASE_MS as LIMITER_AUTO_RELEASE_MS
 from autotune.dsp.params import PHYSICS as PHYSICS
@@ -50,46 +45,7 @@ GLUE_SOFT_CLIP_LIMIT = 10.0 ** (-0.5 / 20.0)
 GLUE_AUTO_RELEASE_S = 0.3
 
 
-# -- compiled kernels -------------------------------------------------------------------------------
-#
-# The sequential parts of the physics (the Glue's attack/release ballistics, the chain model's limiter
-# envelope) are loops no numpy expression computes exactly. When numba is installed they are compiled on
-# first use (and cached on disk beside this file, so a later process only loads them); without it, or
-# with AUTOTUNE_NUMBA=0, every caller runs its numpy / pure-Python code instead, which gives the same
-# numbers within rounding (tests/test_model_speed.py holds both to the straightforward loop).
-
-_NUMBA: Any = None  # the numba module once imported; False when it is unavailable or switched off
-_COMPILED: dict[Callable[..., Any], Callable[..., Any]] = {}
-_COMPILE_LOCK = threading.Lock()
-
-
-def jit(fn: Callable[..., Any], *, contract: bool = False) -> Callable[..., Any] | None:
-    """`fn` compiled by numba (nopython, cached on disk), or None when numba is not there to compile it.
-    `contract` lets LLVM fuse a multiply and an add into one FMA (one rounding instead of two).
-
-    Importing numba costs a few hundred milliseconds, so nothing imports it before a kernel is needed:
-    starting the CLI, or a process that never predicts or renders, does not pay for it."""
-    global _NUMBA
-    kernel = _COMPILED.get(fn)
-    if kernel is not None:
-        return kernel
-    with _COMPILE_LOCK:
-        if _NUMBA is None:
-            if os.environ.get("AUTOTUNE_NUMBA", "1").strip().lower() in ("0", "false", "no", "off"):
-                _NUMBA = False
-            else:
-                try:
-                    _NUMBA = importlib.import_module("numba")
-                except ImportError:  # not installed, or built for another numpy: the numpy code runs
-                    _NUMBA = False
-        if _NUMBA is False:
-            return None
-        kernel = _COMPILED.get(fn)
-        if kernel is None:
-            options: dict[str, Any] = {"fastmath": {"contract"}} if contract else {}
-            kernel = _NUMBA.njit(cache=True, nogil=True, **options)(fn)
-            _COMPILED[fn] = kernel
-        return kernel
+# -- compiled kernels: `autotune.dsp.compiled` ------------------------------------------------------
 
 
 def _ballistics_kernel(
@@ -216,6 +172,8 @@ def forward_min(a: Audio, size: int) -> Audio:
     """out[n] = min(a[n : n + size]) (the end is padded with the last value)."""
     if size <= 1:
         return a
+    from scipy.ndimage import minimum_filter1d  # imported on first use: a process that only measures skips it
+
     return np.asarray(minimum_filter1d(a, size=size, mode="nearest", origin=-(size // 2)), dtype=np.float64)
 
 
@@ -258,6 +216,8 @@ def limiter(x: Audio, sr: int, p: LimiterParams, physics: Physics = _MODEL) -> A
         y = _soft_clip(y, limit=ceiling * 1.25)
     peak = np.abs(y).max(axis=1)
     if p.mode == "true_peak":
+        from scipy.signal import resample_poly  # only this mode needs scipy.signal (1.5 s to import)
+
         up = np.abs(resample_poly(y, 4, 1, axis=0)).max(axis=1)
         peak = np.maximum(peak, up[: 4 * len(peak)].reshape(-1, 4).max(axis=1))
     required = np.minimum(1.0, ceiling / np.maximum(peak, 1e-12))

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.signal import butter, sosfilt
 
 Audio = NDArray[np.float64]
 
@@ -79,6 +78,8 @@ def _kick(sr: int, decay_s: float = 0.12) -> Audio:
 
 
 def _snare(sr: int, rng: np.random.Generator) -> Audio:
+    from scipy.signal import butter, sosfilt  # synthesis only: a cached song needs no scipy.signal
+
     t = np.arange(int(0.25 * sr)) / sr
     noise = sosfilt(butter(2, [1500, 7000], btype="band", fs=sr, output="sos"), rng.standard_normal(len(t)))
     body = np.sin(2 * np.pi * 190 * t) * np.exp(-t / 0.05)
@@ -86,6 +87,8 @@ def _snare(sr: int, rng: np.random.Generator) -> Audio:
 
 
 def _hat(sr: int, rng: np.random.Generator) -> Audio:
+    from scipy.signal import butter, sosfilt  # synthesis only: a cached song needs no scipy.signal
+
     t = np.arange(int(0.06 * sr)) / sr
     noise = sosfilt(butter(4, 7000, btype="high", fs=sr, output="sos"), rng.standard_normal(len(t)))
     return np.asarray(noise * np.exp(-t / 0.015) * 0.5, dtype=np.float64)
@@ -99,6 +102,8 @@ def _saw(freq: float, n: int, sr: int, detune_cents: float = 0.0) -> Audio:
 
 def demo_track(spec: DemoSpec | None = None) -> Audio:
     """Return (frames, 2) float64 audio in -1..1 for `spec` (default: the 30 s, 48 kHz demo)."""
+    from scipy.signal import butter, sosfilt  # synthesis only: a cached song needs no scipy.signal
+
     spec = spec or DemoSpec()
     sr = spec.sample_rate
     n = round(spec.seconds * sr)

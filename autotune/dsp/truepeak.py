@@ -1,7 +1,7 @@
 """True peak (ITU-R BS.1770-4 Annex 2, with a better interpolator): the largest value of the 8x oversampled
 signal, found without interpolating most of it.
 
-Pure (numpy and scipy only, nothing of the project outside `autotune.dsp`) so that the export analysis and
+Pure (numpy only, nothing of the project outside `autotune.dsp`) so that the export analysis and
 anything that predicts or checks a true peak read the same meter. The filter tables are built once, at
 import: they are a few kilobytes, and every measurement reuses them.
 """
@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
-from scipy.signal import firwin
 
 from autotune.dsp.bs1770 import as_frames
 
@@ -29,7 +28,18 @@ def to_db(value: float) -> float:
 #: original Nyquist. Brick-wall limited masters carry energy right up to Nyquist; BS.1770's minimal 4x filter
 #: reads them several tenths of a dB low, this one stays within a few hundredths of a 16x reference.
 TP_PHASES, TP_TAPS = 8, 24
-_TP_H = (firwin(TP_PHASES * TP_TAPS, 0.97 / TP_PHASES, window=("kaiser", 8.0)) * TP_PHASES).astype(np.float32)
+
+
+def kaiser_lowpass(taps: int, cutoff: float, beta: float) -> NDArray[np.float64]:
+    """A Kaiser-windowed sinc low-pass with unit DC gain, `cutoff` a fraction of Nyquist: what
+    `scipy.signal.firwin(taps, cutoff, window=("kaiser", beta))` designs, written out so that measuring
+    never imports scipy.signal (1.5 s; tests/test_bs1770.py holds the two together)."""
+    m = np.arange(taps) - (taps - 1) / 2.0
+    h = cutoff * np.sinc(cutoff * m) * np.kaiser(taps, beta)
+    return np.asarray(h / h.sum())
+
+
+_TP_H = (kaiser_lowpass(TP_PHASES * TP_TAPS, 0.97 / TP_PHASES, 8.0) * TP_PHASES).astype(np.float32)
 _TP_BANK = np.stack([_TP_H[p::TP_PHASES][::-1] for p in range(TP_PHASES)])  # (phases, taps)
 #: Float32 products may differ from exact ones by a few 1e-7 of the inputs' scale: the bounds add this.
 _TP_ROUNDING = 1e-5
