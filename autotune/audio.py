@@ -83,8 +83,9 @@ class Measurement:
 def _measure(
     audio: NDArray[np.floating[Any]], sample_rate: int, pool: ThreadPoolExecutor, sha256: Callable[[], str]
 ) -> Measurement:
-    """The channels are K-weighted on the pool's two threads while this one finds the true peak (scipy and
-    BLAS release the GIL); `sha256` is asked for last, so hashing may still be going on meanwhile."""
+    """The channels are K-weighted on the pool's two threads while this one finds the true peak (the
+    compiled filter and numpy release the GIL); `sha256` is asked for last, so hashing may still be going
+    on meanwhile."""
     x = as_frames(audio)
     n, channels = x.shape
     if n == 0:
@@ -298,7 +299,9 @@ def _read(path: Path, pool: ThreadPoolExecutor) -> _FileRead:
 def analyze_file(path: str | Path) -> Measurement:
     """Read the file once, hashing and decoding it as it comes in; measure."""
     p = Path(path)
-    with ThreadPoolExecutor(max_workers=2) as pool:  # hashlib, libsndfile, scipy and BLAS release the GIL
+    with ThreadPoolExecutor(
+        max_workers=2
+    ) as pool:  # hashlib, libsndfile, the filter and numpy release the GIL
         try:
             read = _read(p, pool)
         except IsADirectoryError:

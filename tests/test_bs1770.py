@@ -97,9 +97,10 @@ def test_the_filter_is_scipys_sosfilt(monkeypatch: pytest.MonkeyPatch, numba: bo
     scipy's own, with and without numba, in both precisions and across a carried state."""
     from autotune.dsp import compiled
 
-    if not numba:
-        monkeypatch.setattr(compiled, "_NUMBA", False)
-        monkeypatch.setattr(compiled, "_COMPILED", {})
+    monkeypatch.setattr(compiled, "_COMPILED", {})
+    monkeypatch.setattr(compiled, "_NUMBA", None if numba else False)  # whatever AUTOTUNE_NUMBA said
+    monkeypatch.delenv("AUTOTUNE_NUMBA", raising=False)
+    assert (compiled.jit(bs1770._sosfilt_kernel) is not None) == numba
     rng = np.random.default_rng(11)
     x = (rng.standard_normal(50_000) * 0.3).astype(dtype)
     sos = k_weighting_sos(SR, dtype)
@@ -110,6 +111,14 @@ def test_the_filter_is_scipys_sosfilt(monkeypatch: pytest.MonkeyPatch, numba: bo
     np.testing.assert_allclose(np.concatenate([first, rest]), want, rtol=0, atol=tol)
     np.testing.assert_allclose(z, want_z, rtol=0, atol=tol)
     assert first.dtype == dtype
+
+
+def test_the_filter_refuses_what_its_kernel_would_read_out_of_bounds() -> None:
+    sos = k_weighting_sos(SR)
+    with pytest.raises(ValueError, match="state"):
+        bs1770.sosfilt(sos, np.zeros(100, np.float32), np.zeros((1, 2), np.float32))
+    with pytest.raises(ValueError, match="one channel"):
+        bs1770.sosfilt(sos, np.zeros((100, 2), np.float32))
 
 
 def test_the_k_weighting_and_the_true_peak_filter_are_what_scipy_designs() -> None:
@@ -130,6 +139,7 @@ def test_the_k_weighting_and_the_true_peak_filter_are_what_scipy_designs() -> No
 def test_measuring_a_file_imports_no_scipy_signal(tmp_path: Path) -> None:
     """scipy.signal takes 1.5 s to import (scipy.stats with it): a process that only measures, as every
     CLI command does before its first line, must not pay for it."""
+    import os
     import subprocess
     import sys
 
@@ -143,7 +153,8 @@ def test_measuring_a_file_imports_no_scipy_signal(tmp_path: Path) -> None:
         f"m = analyze_file({str(path)!r}); "
         "print(round(m.lufs_i, 2), sorted(k for k in ('scipy.signal', 'scipy.stats') if k in sys.modules))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "AUTOTUNE_NUMBA"}  # numba off uses scipy's filter
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
     lufs, loaded = done.stdout.split(" ", 1)
     # Two channels of 0.125 mean square, K-weighting about 0 dB at 440 Hz: -0.691 + 10 log10(0.25) LUFS.

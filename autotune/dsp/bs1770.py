@@ -92,14 +92,17 @@ def sosfilt(
     """`x` through the sections, and the final state. Compiled, so a process that measures never imports
     scipy.signal (which takes 1.5 s to import, scipy.stats with it); scipy's own without numba."""
     state = np.zeros((sos.shape[0], 2), sos.dtype) if zi is None else np.array(zi, dtype=sos.dtype)
+    signal = np.ascontiguousarray(x, dtype=sos.dtype)  # filtered in the sections' precision either way
+    if signal.ndim != 1 or state.shape != (sos.shape[0], 2):  # the kernel checks no bounds
+        raise ValueError(f"one channel and a ({sos.shape[0]}, 2) state, not {signal.shape} and {state.shape}")
     kernel = jit(_sosfilt_kernel)
     if kernel is None:
         from scipy.signal import sosfilt as scipy_sosfilt
 
-        y, state = scipy_sosfilt(sos, x, zi=state)
+        y, state = scipy_sosfilt(sos, signal, zi=state)
         return np.asarray(y, dtype=sos.dtype), np.asarray(state, dtype=sos.dtype)
-    y = np.empty(len(x), sos.dtype)
-    kernel(sos, np.ascontiguousarray(x, dtype=sos.dtype), state, y)
+    y = np.empty(len(signal), sos.dtype)
+    kernel(sos, signal, state, y)
     return y, state
 
 

@@ -45,6 +45,9 @@ def jit(fn: Callable[..., Any], *, contract: bool = False) -> Callable[..., Any]
         kernel = _COMPILED.get(fn)
         if kernel is None:
             options: dict[str, Any] = {"fastmath": {"contract"}} if contract else {}
-            kernel = _NUMBA.njit(cache=True, nogil=True, **options)(fn)
+            try:
+                kernel = _NUMBA.njit(cache=True, nogil=True, **options)(fn)
+            except RuntimeError:  # no writable folder for numba's cache: compiled in every process instead
+                kernel = _NUMBA.njit(nogil=True, **options)(fn)
             _COMPILED[fn] = kernel
         return kernel
