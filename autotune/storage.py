@@ -31,10 +31,20 @@ StaleCallback = Callable[[optuna.Study, FrozenTrial], None]
 RUN_ATTRS = ("run_id", "run_key")
 
 
+def own_receipt(trial: FrozenTrial) -> dict[str, Any] | None:
+    """The receipt the trial made itself. Before RetryUnmeasured, Optuna's retry copied a dead trial's
+    receipt into its retry: a study stored then may hold such copies, which name the trial they came from."""
+    receipt = trial.user_attrs.get("receipt")
+    if not isinstance(receipt, dict):
+        return None
+    number = receipt.get("trial")
+    return receipt if not isinstance(number, int) or number == trial.number else None
+
+
 def made_receipt(trial: FrozenTrial) -> bool:
     """The trial made the receipt of a measured export (its process may have died before Optuna was told)."""
-    receipt = trial.user_attrs.get("receipt")
-    return isinstance(receipt, dict) and receipt.get("status") == "ok"
+    receipt = own_receipt(trial)
+    return receipt is not None and receipt.get("status") == "ok"
 
 
 def measured(trial: FrozenTrial) -> bool:
@@ -57,14 +67,11 @@ class RetryUnmeasured(RetryHeartbeatStaleTrialCallback):
         self.max_retry = max_retry
 
     def retries(self, dead: FrozenTrial) -> bool:
-        return (
-            not isinstance(dead.user_attrs.get("receipt"), dict)
-            and len(dead.system_attrs.get("retry_history", [])) < self.max_retry
-        )
+        return own_receipt(dead) is None and len(dead.system_attrs.get("retry_history", [])) < self.max_retry
 
     def outcome(self, dead: FrozenTrial) -> str:
         """What recovery does with a dead trial, as the console says it."""
-        if isinstance(dead.user_attrs.get("receipt"), dict):
+        if own_receipt(dead) is not None:
             return "its receipt is logged, it is not run again"
         if not self.retries(dead):
             return f"not queued again: it was retried {self.max_retry} times already"

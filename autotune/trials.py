@@ -17,7 +17,7 @@ from autotune import receipts
 from autotune.config import Run, SweepConfig
 from autotune.receipts import Receipt
 from autotune.settings import Settings
-from autotune.storage import RUN_ATTRS, measured
+from autotune.storage import RUN_ATTRS, measured, own_receipt
 from autotune.trial import (
     MEASURED_KEYS,
 )
@@ -130,7 +130,7 @@ def finished(study: optuna.Study) -> int:
     Like MaxTrialsCallback, but a trial interrupted or killed before its export counts nothing: its
     parameters are queued again and it is retried.
     """
-    return sum(1 for t in study.get_trials(deepcopy=False, states=FINISHED) if "receipt" in t.user_attrs)
+    return sum(1 for t in study.get_trials(deepcopy=False, states=FINISHED) if own_receipt(t) is not None)
 
 
 def budget(n: int) -> Callable[[optuna.Study, FrozenTrial], None]:
@@ -144,7 +144,7 @@ def budget(n: int) -> Callable[[optuna.Study, FrozenTrial], None]:
 def requeue_interrupted(study: optuna.Study, since: int, log: Log) -> None:
     """After Ctrl-C: queue the parameters of trials that failed without a receipt, so a resume retries them."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        if t.number >= since and "receipt" not in t.user_attrs:
+        if t.number >= since and own_receipt(t) is None:
             attrs = {k: v for k, v in t.user_attrs.items() if k in RUN_ATTRS}
             study.enqueue_trial(t.params, user_attrs=attrs)
             log(f"  (trial #{t.number} was interrupted: its settings are queued for the next run)")

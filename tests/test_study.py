@@ -243,6 +243,31 @@ def test_a_trial_killed_after_its_receipt_is_logged_once_and_never_run_again(
     assert passed is not None and passed.number == 0  # what it measured counts: the study has passed
 
 
+def test_a_receipt_an_older_retry_copied_counts_for_nothing(tmp_path: Path) -> None:
+    """Studies stored before the fix hold retries that Optuna gave a copy of the dead trial's receipt:
+    a copy names the trial it came from, and counts neither as an export of the budget nor as a pass."""
+    from optuna.distributions import FloatDistribution
+
+    from autotune.storage import load_or_create_study, measured, open_storage
+    from autotune.trials import finished
+
+    study = load_or_create_study(open_storage(f"sqlite:///{tmp_path / 'studies.db'}"), "s")
+    receipt = {"study": "s", "trial": 0, "trial_started": "t", "id": "run0", "status": "ok"}
+    dist = {"limiter.gain_db": FloatDistribution(0.0, 24.0)}
+    for state, value in ((TrialState.FAIL, None), (TrialState.PRUNED, None), (TrialState.FAIL, None)):
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=state,
+                value=value,
+                params={"limiter.gain_db": 6.0},
+                distributions=dist,
+                user_attrs={"receipt": receipt, "lufs_i": -10.5, "peak_dbfs": -6.5},
+            )
+        )
+    assert finished(study) == 1  # trial 0's own; #1 and #2 hold copies of it
+    assert [measured(t) for t in study.get_trials()] == [True, False, False]
+
+
 def _two_workers(project: Path, demo_cache: Path, storage: str, workers_n: int = 4, runs: int = 8) -> None:
     """Several `sweep` processes on one study drain its list of runs and append to one JSONL: every line
     intact, each run done exactly once."""
