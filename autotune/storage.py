@@ -214,22 +214,37 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
 
 def load_or_create_study(storage: BaseStorage, name: str, *, restart: bool = False) -> optuna.Study:
     """Create or resume `name`; `restart` deletes it first. Stale RUNNING trials are recovered now."""
-    try:
-        if restart and name in optuna.get_all_study_names(storage=storage):
-            optuna.delete_study(study_name=name, storage=storage)
-        study = optuna.create_study(
-            storage=storage, study_name=name, direction="minimize", load_if_exists=True
-        )
-    except Exception as e:
-        if isinstance(e, ConfigError) or not type(e).__module__.startswith(("sqlalchemy", "optuna")):
-            raise
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"storage: {first}") from None
+    for attempt in range(3):
+        try:
+            if restart and name in optuna.get_all_study_names(storage=storage):
+                optuna.delete_study(study_name=name, storage=storage)
+            study = optuna.create_study(
+                storage=storage, study_name=name, direction="minimize", load_if_exists=True
+            )
+            break
+        except Exception as e:
+            if isinstance(e, ConfigError) or not type(e).__module__.startswith(("sqlalchemy", "optuna")):
+                raise
+            # Optuna's "an exception is raised during the commit" hides what the database said. SQLite may
+            # refuse a transaction at once rather than wait (its busy handler is skipped where waiting could
+            # deadlock), seen once in CI on the first start after a string of kills: such a refusal is tried
+            # again, twice, before it is reported with the database's own words.
+            cause = e.__cause__ if isinstance(e, optuna.exceptions.StorageInternalError) else None
+            if cause is not None and attempt < 2:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            first = _first_line(e) + (f" ({_first_line(cause)})" if cause is not None else "")
+            raise ConfigError(f"storage: {first}") from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(["loss"])
         optuna.storages.fail_stale_trials(study)
     return study
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def local_file(url: str) -> Path | None:

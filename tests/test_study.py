@@ -268,6 +268,38 @@ def test_a_receipt_an_older_retry_copied_counts_for_nothing(tmp_path: Path) -> N
     assert [measured(t) for t in study.get_trials()] == [True, False, False]
 
 
+def test_a_refused_storage_transaction_is_tried_again_and_reported_in_the_databases_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from autotune.storage import load_or_create_study, open_storage
+
+    real, calls = optuna.create_study, {"n": 0}
+
+    def refuse(times: int):  # type: ignore[no-untyped-def]
+        def create(**kwargs: object) -> optuna.Study:
+            calls["n"] += 1
+            if calls["n"] <= times:
+                try:
+                    raise RuntimeError("database is locked")
+                except RuntimeError as e:
+                    raise optuna.exceptions.StorageInternalError(
+                        "An exception is raised during the commit."
+                    ) from e
+            return real(**kwargs)  # type: ignore[arg-type]
+
+        return create
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'studies.db'}")
+    monkeypatch.setattr(optuna, "create_study", refuse(2))
+    assert load_or_create_study(storage, "s").study_name == "s" and calls["n"] == 3
+    calls["n"] = 0
+    monkeypatch.setattr(optuna, "create_study", refuse(3))
+    with pytest.raises(
+        ConfigError, match=r"^storage: An exception is raised during the commit\. \(database is locked\)$"
+    ):
+        load_or_create_study(storage, "t")
+
+
 def _two_workers(project: Path, demo_cache: Path, storage: str, workers_n: int = 4, runs: int = 8) -> None:
     """Several `sweep` processes on one study drain its list of runs and append to one JSONL: every line
     intact, each run done exactly once."""
