@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import signal
 import socket
@@ -59,12 +60,30 @@ def hear_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A free port that a process started later will bind. Taken below the kernel's ephemeral range: every
+    socket the parallel tests bind to port 0 comes from that range, and one of them once took such a port
+    between this check and the autotune process's bind ("Address already in use", CI)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12_000), low)
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
 def free_udp_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
+    return free_port(socket.SOCK_DGRAM)
 
 
 @pytest.fixture

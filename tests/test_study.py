@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from optuna.trial import TrialState
 from autotune import samplers
 from autotune.cli import main
 from autotune.errors import ConfigError
-from tests.conftest import hear_sigint, many_runs_config
+from tests.conftest import free_port, hear_sigint, many_runs_config
 
 STORAGE = "sqlite:///studies/autotune.db"
 
@@ -31,14 +30,6 @@ STORAGE = "sqlite:///studies/autotune.db"
 def receipts(project: Path) -> list[dict]:
     path = project / "output" / "experiments.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
 
 
 def env_for(project: Path, demo_cache: Path, **extra: str) -> dict[str, str]:
