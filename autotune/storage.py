@@ -190,8 +190,7 @@ def open_storage(url: str, *, heartbeat_s: int = 5, grace_s: int = 20) -> BaseSt
                 if _creation_race(e) and attempt < 4:
                     time.sleep(0.2 * (attempt + 1))
                     continue
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise ConfigError(f"storage {url!r}: {first}") from None
+                raise ConfigError(f"storage {url!r}: {_first_line(e)}") from None
         raise AssertionError("unreachable")
 
 
